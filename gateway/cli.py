@@ -1,0 +1,79 @@
+"""The ``copilot-bridge`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from gateway.config import ConfigError, load_config
+
+__all__ = ["main"]
+
+logger = logging.getLogger("copilot_bridge")
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("httpx", "httpcore", "sentence_transformers", "transformers", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if args.host:
+        config.host = args.host
+    if args.port is not None:
+        config.port = args.port
+    if args.data_dir:
+        config.data_dir = args.data_dir
+    _configure_logging(config.log_level)
+
+    import uvicorn
+
+    from gateway.app import create_app
+
+    if config.host not in ("127.0.0.1", "::1", "localhost"):
+        logger.warning("listening on %s: the gateway is reachable from other machines", config.host)
+    logger.info("copilot-bridge serving on http://%s:%d (OpenAI API under /v1)", config.host, config.port)
+    app = create_app(config)
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False, lifespan="on")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="copilot-bridge",
+        description="Caching, routing gateway for AI coding traffic (OpenAI-compatible).",
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="TOML config file (default: $COPILOT_BRIDGE_CONFIG or ./copilot-bridge.toml)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", parents=[common], help="run the gateway")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default 8080)")
+    serve.add_argument("--data-dir", help="folder for the ledger and embedded caches (default ~/.local/share/copilot-bridge)")
+    serve.set_defaults(handler=_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except ConfigError as exc:
+        print(f"copilot-bridge: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
