@@ -13,6 +13,7 @@ from litestar.exceptions import HTTPException
 from litestar.response import Stream
 
 from cache.embedder import Embedder
+from gateway.auth import auth_middleware_factory
 from gateway.config import Config
 from gateway.errors import APIError, BodyTooLarge, InvalidRequest, error_body
 from gateway.parsing import CHAT, COMPLETION, parse_body, parse_completion_request
@@ -64,6 +65,7 @@ async def read_body(request: Request[Any, Any, Any]) -> bytes:
 async def _completion(request: Request[Any, Any, Any], kind: str, endpoint: str) -> Response[Any]:
     pipeline = pipeline_of(request)
     record = RequestRecord(request_id=request.headers.get("x-request-id") or new_request_id(), endpoint=endpoint)
+    record.attribute(request.scope.get("state", {}).get("identity"))
     try:
         body = parse_body(await read_body(request))
         completion = parse_completion_request(body, kind)
@@ -187,6 +189,10 @@ def create_app(config: Config, *, embedder: Embedder | None = None, extra_handle
             ", ".join(f"{n}={u.config.base_url}" for n, u in state.upstreams.items()),
             config.data_path,
         )
+        if not config.keys:
+            logger.warning(
+                "no API keys configured: the gateway is open to anyone who can reach %s:%d", config.host, config.port
+            )
 
     async def shutdown(app: Litestar) -> None:
         pipeline: CompletionPipeline | None = app.state.get("pipeline")
@@ -197,7 +203,10 @@ def create_app(config: Config, *, embedder: Embedder | None = None, extra_handle
             await state.close()
         logger.info("gateway stopped")
 
+    from gateway import admin_api, dashboard, stats_api
+
     handlers: list[Any] = [chat_completions, completions, list_models, get_model, healthz, readyz, metrics]
+    handlers.extend(stats_api.HANDLERS + admin_api.HANDLERS + dashboard.HANDLERS)
     handlers.extend(extra_handlers or [])
     return Litestar(
         route_handlers=handlers,
@@ -205,6 +214,7 @@ def create_app(config: Config, *, embedder: Embedder | None = None, extra_handle
         on_shutdown=[shutdown],
         request_max_body_size=config.max_body_bytes,
         exception_handlers={HTTPException: _http_exception_handler, Exception: _internal_error_handler},
+        middleware=[auth_middleware_factory(config)],
         logging_config=None,
         openapi_config=None,
     )

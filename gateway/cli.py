@@ -60,7 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to bind (default 8080)")
     serve.add_argument("--data-dir", help="folder for the ledger and embedded caches (default ~/.local/share/copilot-bridge)")
     serve.set_defaults(handler=_serve)
+
+    # Other commands register themselves here: register(commands, common) adds one subparser
+    # whose defaults set handler=callable(args) -> exit code.
+    for register in _command_registrars():
+        register(commands, common)
     return parser
+
+
+def _command_registrars() -> list:
+    from gateway import purge_cli, report
+
+    registrars = [report.register, purge_cli.register]
+    return registrars
 
 
 def main(argv: list[str] | None = None) -> int:

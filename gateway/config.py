@@ -17,6 +17,7 @@ from typing import Any
 __all__ = [
     "CacheConfig",
     "Config",
+    "KeyConfig",
     "ConfigError",
     "ModelConfig",
     "RouteConfig",
@@ -132,6 +133,33 @@ class PricingConfig:
     """USD per 1K tokens on local hardware (electricity)."""
     embedding_cloud_per_1k: float = 0.00002
     """USD per 1K tokens of a cloud embedding model, for embedding savings."""
+    hardware_usd: float = 1200.0
+    """What the local GPU cost, for the report's return-on-investment line."""
+    workdays_per_month: int = 22
+    """Workdays used to project monthly savings from daily ones."""
+
+
+@dataclass
+class KeyConfig:
+    """A gateway API key and who it belongs to; requests are attributed to its developer."""
+
+    developer: str
+    team: str
+    key: str = ""
+    """The key in plain text; prefer ``key_sha256`` in shared files."""
+    key_sha256: str = ""
+    """Hex SHA-256 of the key, so the file holds no secret."""
+    project: str = ""
+    cache_scope: str = ""
+    """Cache tenant of this key; defaults to the team. Teams that set the same scope share hits."""
+    admin: bool = False
+    """Allows the admin endpoints, such as purging the cache."""
+
+    def __post_init__(self) -> None:
+        if not self.key and not self.key_sha256:
+            raise ConfigError(f"key of developer {self.developer!r} needs 'key' or 'key_sha256'")
+        if not self.cache_scope:
+            self.cache_scope = self.team
 
 
 @dataclass
@@ -155,6 +183,10 @@ class Config:
     upstreams: dict[str, UpstreamConfig] = field(default_factory=dict)
     models: list[ModelConfig] = field(default_factory=list)
     routes: list[RouteConfig] = field(default_factory=list)
+    keys: list[KeyConfig] = field(default_factory=list)
+    """Gateway API keys; when any is configured, requests without a valid key get 401."""
+    keys_file: str = ""
+    """A TOML file with more ``[[keys]]`` entries, kept apart from the main config."""
     cache: CacheConfig = field(default_factory=CacheConfig)
     pricing: PricingConfig = field(default_factory=PricingConfig)
 
@@ -245,7 +277,7 @@ def _apply_env(config: Config, environ: dict[str, str]) -> None:
     """Apply ``COPILOT_BRIDGE_<KEY>`` and ``COPILOT_BRIDGE_CACHE_<KEY>`` overrides."""
     for section, prefix in ((config, ENV_PREFIX), (config.cache, ENV_PREFIX + "CACHE_"), (config.pricing, ENV_PREFIX + "PRICING_")):
         for f in fields(section):
-            if f.name in ("upstreams", "models", "routes", "cache", "pricing"):
+            if f.name in ("upstreams", "models", "routes", "keys", "cache", "pricing"):
                 continue
             key = prefix + f.name.upper()
             if key in environ:
@@ -266,6 +298,16 @@ def _apply_env(config: Config, environ: dict[str, str]) -> None:
         upstream.kind = "cloud"
         if ENV_PREFIX + "CLOUD_API_KEY_ENV" in environ:
             upstream.api_key_env = environ[ENV_PREFIX + "CLOUD_API_KEY_ENV"]
+
+
+def _load_keys_file(path: Path) -> list[KeyConfig]:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"keys_file {path} not found") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"keys_file {path} is not valid TOML: {exc}") from exc
+    return [_build(KeyConfig, values, f"[[keys]] in {path}") for values in raw.get("keys", [])]
 
 
 def find_config_path(explicit: str | None, environ: dict[str, str]) -> Path | None:
@@ -298,6 +340,7 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
     raw_upstreams = raw.pop("upstreams", None)
     raw_models = raw.pop("models", None)
     raw_routes = raw.pop("routes", None)
+    raw_keys = raw.pop("keys", [])
     raw_cache = raw.pop("cache", {})
     raw_pricing = raw.pop("pricing", {})
     config: Config = _build(Config, raw, "the top level")
@@ -320,6 +363,9 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
         default_routes() if raw_routes is None else [_build(RouteConfig, values, "[[routes]]") for values in raw_routes]
     )
 
+    config.keys = [_build(KeyConfig, values, "[[keys]]") for values in raw_keys]
     _apply_env(config, environ)
+    if config.keys_file:
+        config.keys.extend(_load_keys_file(Path(config.keys_file).expanduser()))
     config.validate()
     return config

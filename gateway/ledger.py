@@ -10,7 +10,7 @@ import logging
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 __all__ = ["Ledger"]
 
@@ -20,10 +20,11 @@ logger = logging.getLogger(__name__)
 class Ledger:
     """Appends request records to ``path`` (JSON Lines), flushed after each line."""
 
-    def __init__(self, path: Path, *, echo_stderr: bool = True) -> None:
+    def __init__(self, path: Path, *, echo_stderr: bool = True, on_write: Callable[[dict[str, Any]], None] | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._echo = echo_stderr
+        self._on_write = on_write
         self._lock = threading.Lock()
         self._file = path.open("a", encoding="utf-8", buffering=1)
 
@@ -36,6 +37,8 @@ class Ledger:
                 logger.error("ledger write to %s failed for request %s: %s", self.path, record.get("request_id"), exc)
         if self._echo:
             sys.stderr.write(line + "\n")
+        if self._on_write is not None:
+            self._on_write(record)
 
     def close(self) -> None:
         with self._lock:

@@ -2,7 +2,8 @@
 
 Counters follow the Prometheus convention: the family ``copilot_bridge_cost_saved_usd`` is exposed
 as the sample ``copilot_bridge_cost_saved_usd_total``. Labels stay bounded: routes, tasks,
-configured models and upstreams, cache layers; never prompt text or user ids.
+configured models and upstreams, cache layers, the teams of configured API keys (``none``
+without keys); never prompt text or developer ids.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.tokens_saved = Counter(
-            "copilot_bridge_tokens_saved", "Tokens not sent to the cloud: cache hits and local answers.", ["route", "task"], registry=r
+            "copilot_bridge_tokens_saved", "Tokens not sent to the cloud: cache hits and local answers.", ["route", "task", "team"], registry=r
         )
         self.cost_saved_usd = Counter(
-            "copilot_bridge_cost_saved_usd", "USD saved against the cloud baseline price.", ["route", "task"], registry=r
+            "copilot_bridge_cost_saved_usd", "USD saved against the cloud baseline price.", ["route", "task", "team"], registry=r
         )
         self.cost_usd = Counter("copilot_bridge_cost_usd", "USD spent: cloud tokens and local electricity.", ["route"], registry=r)
         self.tokens = Counter("copilot_bridge_tokens", "Tokens processed by upstreams.", ["route", "direction"], registry=r)
@@ -40,7 +41,7 @@ class Metrics:
             buckets=LATENCY_BUCKETS_MS, registry=r,
         )
         self.requests_by_route = Counter(
-            "copilot_bridge_requests_by_route", "Completion requests by route (local, cloud, cache).", ["route"], registry=r
+            "copilot_bridge_requests_by_route", "Completion requests by route (local, cloud, cache) and API key team.", ["route", "team"], registry=r
         )
         self.requests_by_model = Counter("copilot_bridge_requests_by_model", "Completion requests by requested model.", ["model"], registry=r)
         self.requests_by_task = Counter("copilot_bridge_requests_by_task", "Completion requests by task.", ["task"], registry=r)

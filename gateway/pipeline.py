@@ -76,6 +76,17 @@ class RequestRecord:
     similarity: float | None = None
     entry_id: str | None = None
     usage_estimated: bool = False
+    developer: str | None = None
+    team: str | None = None
+    project: str | None = None
+    cache_scope: str | None = None
+    """The tenant of the API key; None when the gateway runs without keys."""
+
+    def attribute(self, identity: Any) -> None:
+        """Attribute the request to an API key's identity (None leaves it anonymous)."""
+        if identity is not None:
+            self.developer, self.team, self.project = identity.developer, identity.team, identity.project or None
+            self.cache_scope = identity.cache_scope
 
     def to_json_dict(self) -> dict[str, Any]:
         record = {
@@ -98,7 +109,7 @@ class RequestRecord:
             "ms": round((time.perf_counter() - self.started) * 1000, 2),
             "status": self.status,
         }
-        for name in ("error", "similarity", "entry_id"):
+        for name in ("error", "similarity", "entry_id", "developer", "team", "project"):
             value = getattr(self, name)
             if value is not None:
                 record[name] = value
@@ -135,9 +146,10 @@ class CompletionPipeline:
     def finish(self, record: RequestRecord) -> None:
         """Count a finished request in the metrics and write its ledger line."""
         metrics = self.metrics
+        team = record.team or "none"
         metrics.responses.labels(str(record.status)).inc()
         if record.route is not None:
-            metrics.requests_by_route.labels(record.route).inc()
+            metrics.requests_by_route.labels(record.route, team).inc()
             metrics.requests_by_model.labels(record.model or "").inc()
             metrics.requests_by_task.labels(record.task or "").inc()
             elapsed_ms = (time.perf_counter() - record.started) * 1000
@@ -145,8 +157,8 @@ class CompletionPipeline:
             if record.route == "local" and record.status == 200:
                 metrics.local_latency_ms.labels(record.task or "").observe(elapsed_ms)
             if record.status == 200:
-                metrics.tokens_saved.labels(record.route, record.task or "").inc(record.tokens_saved)
-                metrics.cost_saved_usd.labels(record.route, record.task or "").inc(record.cost_saved_usd)
+                metrics.tokens_saved.labels(record.route, record.task or "", team).inc(record.tokens_saved)
+                metrics.cost_saved_usd.labels(record.route, record.task or "", team).inc(record.cost_saved_usd)
                 metrics.cost_usd.labels(record.route).inc(record.cost_usd)
                 metrics.tokens.labels(record.route, "in").inc(record.tokens_in)
                 metrics.tokens.labels(record.route, "out").inc(record.tokens_out)
@@ -176,6 +188,9 @@ class CompletionPipeline:
             headers, request.cache_options, default_ttl_s=cache_config.ttl_s,
             default_namespace=cache_config.default_namespace, enabled=cache_config.enabled,
         )
+        if record.cache_scope:
+            # Tenants: a key's cache scope (its team by default) prefixes the namespace.
+            policy.namespace = f"{record.cache_scope}:{policy.namespace}"
         record.model, record.task, record.namespace, record.stream = request.model, task, policy.namespace, request.stream
         reply_headers = {"x-request-id": record.request_id, "x-task": task}
 

@@ -15,6 +15,7 @@ from gateway.breaker import CircuitBreaker
 from gateway.config import Config
 from gateway.ledger import Ledger
 from gateway.metrics import Metrics
+from gateway.stats import LedgerStats, read_ledger
 from gateway.upstream import Upstream
 
 __all__ = ["GatewayState", "build_state"]
@@ -35,6 +36,9 @@ class GatewayState:
     embedder: Embedder | None = None
     semantic: SemanticCache | None = None
     vector_store_error: str | None = None
+    stats: LedgerStats = field(default_factory=LedgerStats)
+    owns_embedder: bool = False
+    """True when build_state created the embedder; a caller's embedder stays open at close."""
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def close(self) -> None:
@@ -44,7 +48,7 @@ class GatewayState:
             await self.exact.close()
         if self.semantic is not None:
             self.semantic.store.close()
-        if self.embedder is not None:
+        if self.embedder is not None and self.owns_embedder:
             self.embedder.close()
         self.ledger.close()
 
@@ -86,7 +90,11 @@ def build_state(config: Config, *, embedder: Embedder | None = None) -> GatewayS
     """
     metrics = Metrics()
     config.data_path.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger(config.data_path / "ledger.jsonl", echo_stderr=config.ledger_stderr)
+    ledger_path = config.data_path / "ledger.jsonl"
+    stats = LedgerStats()
+    loaded = stats.add_all(read_ledger(ledger_path))
+    logger.info("ledger %s: %d earlier requests loaded into the statistics", ledger_path, loaded)
+    ledger = Ledger(ledger_path, echo_stderr=config.ledger_stderr, on_write=stats.add)
     upstreams = {
         name: Upstream(
             upstream,
@@ -95,7 +103,7 @@ def build_state(config: Config, *, embedder: Embedder | None = None) -> GatewayS
         )
         for name, upstream in config.upstreams.items()
     }
-    state = GatewayState(config=config, metrics=metrics, ledger=ledger, upstreams=upstreams)
+    state = GatewayState(config=config, metrics=metrics, ledger=ledger, upstreams=upstreams, stats=stats)
     if not config.cache.enabled:
         logger.info("caching is disabled")
         return state
@@ -107,6 +115,7 @@ def build_state(config: Config, *, embedder: Embedder | None = None) -> GatewayS
     if embedder is None:
         embedder = Embedder(config.cache.embedding_model, device=config.cache.embedding_device, threads=config.cache.embedding_threads)
         embedder.start()
+        state.owns_embedder = True
     state.embedder = embedder
     # NOTE: the vector size is known only once the model loaded; the default model has 384.
     dimension = embedder.dimension or (EMBEDDING_DIMENSION_DEFAULT if not config.cache.embedding_model else None)

@@ -1,0 +1,1 @@
+"""copilot-bridge gateway: OpenAI- and Ollama-compatible HTTP API, routing and accounting."""

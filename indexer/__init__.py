@@ -1,0 +1,1 @@
+"""copilot-bridge: indexer package."""
