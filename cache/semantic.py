@@ -112,8 +112,9 @@ class SemanticCache:
         finally:
             self._pending -= 1
 
-    async def lookup(self, query: SemanticQuery, vector: list[float], *, request_id: str = "-") -> SemanticHit | None:
-        """Return the best match above the threshold that passes the second check, if any."""
+    async def lookup(self, query: SemanticQuery, vector: list[float], *, request_id: str = "-") -> tuple[SemanticHit | None, float | None]:
+        """Return the best match above the threshold that passes the second check, if any, and
+        the similarity of the nearest point in the scope (None when the scope is empty)."""
         now = time.time()
         matches = await self.guard.call(
             "search",
@@ -121,6 +122,10 @@ class SemanticCache:
             [],
             request_id=request_id,
         )
+        nearest = matches[0].score if matches else None
+        return self._pick(matches, query, request_id), nearest
+
+    def _pick(self, matches: list, query: SemanticQuery, request_id: str) -> SemanticHit | None:
         for match in matches:
             if match.score < self.threshold:
                 break
@@ -130,7 +135,9 @@ class SemanticCache:
             try:
                 entry = CachedResponse.from_json(match.payload["response"])
             except (KeyError, TypeError, ValueError) as exc:
-                logger.warning("semantic cache point %s has an unreadable response: %s", match.point_id, exc)
+                logger.warning(
+                    "semantic cache point %s has an unreadable response (request %s): %s", match.point_id, request_id, exc
+                )
                 continue
             return SemanticHit(entry=entry, score=match.score, point_id=match.point_id)
         return None

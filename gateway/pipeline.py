@@ -23,6 +23,7 @@ from cache.semantic import SemanticHit, SemanticQuery, semantic_query
 from gateway.cache_control import CachePolicy, cache_policy
 from gateway.config import ModelConfig
 from gateway.errors import APIError, ModelNotFound, UpstreamFailed, UpstreamTimeout, error_body
+from gateway.fim import apply_fim_template
 from gateway.parsing import CHAT, CompletionRequest
 from gateway.responses import completion_text, entry_from_response, response_from_entry, usage_of
 from gateway.routing import Target, estimate_tokens, plan_targets
@@ -76,6 +77,8 @@ class RequestRecord:
     similarity: float | None = None
     entry_id: str | None = None
     usage_estimated: bool = False
+    nearest_similarity: float | None = None
+    """On a semantic miss, the similarity of the nearest entry in the same scope."""
     developer: str | None = None
     team: str | None = None
     project: str | None = None
@@ -109,7 +112,7 @@ class RequestRecord:
             "ms": round((time.perf_counter() - self.started) * 1000, 2),
             "status": self.status,
         }
-        for name in ("error", "similarity", "entry_id", "developer", "team", "project"):
+        for name in ("error", "similarity", "nearest_similarity", "entry_id", "developer", "team", "project"):
             value = getattr(self, name)
             if value is not None:
                 record[name] = value
@@ -220,6 +223,8 @@ class CompletionPipeline:
 
         record.cache = "miss" if policy.lookup else "bypass"
         reply_headers["x-cache"] = record.cache
+        if record.nearest_similarity is not None:
+            reply_headers["x-cache-nearest"] = f"{record.nearest_similarity:.4f}"
         prompt_tokens = estimate_tokens(_prompt_text(request))
         targets = plan_targets(self.config, state.upstreams, model, task, prompt_tokens, request.max_tokens)
         store = _StorePlan(policy, key, query, vector) if policy.store else None
@@ -261,10 +266,11 @@ class CompletionPipeline:
         if self._pending_semantic_writes:
             # Read your own writes: a repeat right after a miss must see the stored point.
             await asyncio.wait(list(self._pending_semantic_writes), timeout=self.config.cache.store_timeout_s)
-        hit = await semantic.lookup(query, vector, request_id=record.request_id)
+        hit, nearest = await semantic.lookup(query, vector, request_id=record.request_id)
         if hit is not None:
             return hit, vector
         self.metrics.cache_misses.labels("semantic").inc()
+        record.nearest_similarity = None if nearest is None else round(nearest, 4)
         return query, vector
 
     def _hit(
@@ -338,6 +344,7 @@ class CompletionPipeline:
                 skipped.append(target.upstream.name)
                 continue
             body = dict(request.body, model=target.model)
+            body = apply_fim_template(self.config, model, target, body)
             try:
                 data = await target.upstream.post_json(PATHS[request.kind], body)
             except UpstreamError as error:
@@ -379,6 +386,7 @@ class CompletionPipeline:
                 skipped.append(target.upstream.name)
                 continue
             body = dict(request.body, model=target.model)
+            body = apply_fim_template(self.config, model, target, body)
             body["stream_options"] = {**(request.body.get("stream_options") or {}), "include_usage": True}
             stack = AsyncExitStack()
             try:
