@@ -38,7 +38,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class UpstreamConfig:
-    """An OpenAI-compatible server that answers completions."""
+    """A server that answers completions over the OpenAI API or Ollama's native API."""
 
     name: str
     base_url: str
@@ -57,6 +57,19 @@ class UpstreamConfig:
     max_connections: int = 100
     fallback_model: str = ""
     """Model name sent to this upstream when a request falls back to it; empty keeps the route's model."""
+    api: str = "openai"
+    """Wire protocol: ``openai`` (``/chat/completions`` under ``base_url``) or ``ollama`` (Ollama's
+    native ``/api/chat`` and ``/api/generate``; ``base_url`` is the server root, e.g. ``http://127.0.0.1:11434``)."""
+    keep_alive: str = "10m"
+    """With ``api = "ollama"``: how long Ollama keeps the model loaded after a request, as a
+    duration such as ``10m`` or ``1h``; a negative duration such as ``-1m`` keeps it loaded."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """With ``api = "ollama"``: Ollama model options sent with every request, e.g. ``{ num_ctx = 32768 }``.
+    The request's own sampling fields (temperature, top_p, seed, stop, max_tokens) override them."""
+    fim_template: str = ""
+    """FIM family (``qwen2.5-coder``, ``deepseek-coder``, ``starcoder2``, ``codellama``, ``codestral``
+    or a ``[fim_templates]`` entry) or ``auto``: requests with ``suffix`` reach this upstream as one
+    raw prompt in that family's format. Empty sends ``suffix`` as is."""
 
     @property
     def api_key(self) -> str:
@@ -73,6 +86,9 @@ class ModelConfig:
     """The name the upstream knows the model by; defaults to ``name``."""
     cloud_price_per_1k: float | None = None
     """The cloud price this model's tokens would have cost; defaults to ``[pricing] cloud_per_1k``."""
+    fim_template: str = ""
+    """FIM family of this model; requests with ``suffix`` reach local upstreams as one raw prompt in
+    that family's format. Empty leaves the choice to the upstream's ``fim_template``."""
 
     def __post_init__(self) -> None:
         if not self.upstream_model:
@@ -189,6 +205,9 @@ class Config:
     """A TOML file with more ``[[keys]]`` entries, kept apart from the main config."""
     cache: CacheConfig = field(default_factory=CacheConfig)
     pricing: PricingConfig = field(default_factory=PricingConfig)
+    fim_templates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Extra or replaced FIM families: ``[fim_templates.<family>]`` with ``template`` (containing
+    ``{prefix}`` and ``{suffix}``) and optional ``stop``, a list of stop sequences."""
 
     @property
     def data_path(self) -> Path:
@@ -220,6 +239,12 @@ class Config:
                 raise ConfigError(
                     f"route task {route.task!r} matches no task; tasks are: {', '.join(TASKS)}"
                 )
+        for upstream in self.upstreams.values():
+            if upstream.api not in ("openai", "ollama"):
+                raise ConfigError(f"upstream {upstream.name!r} has api {upstream.api!r}; use 'openai' or 'ollama'")
+        from gateway.fim import check_fim_config
+
+        check_fim_config(self)
         if self.http_transport not in ("aiohttp", "httpx"):
             raise ConfigError(f"http_transport must be 'aiohttp' or 'httpx', not {self.http_transport!r}")
         if not 0.0 < self.cache.similarity_threshold <= 1.0:

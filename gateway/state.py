@@ -17,6 +17,7 @@ from gateway.ledger import Ledger
 from gateway.metrics import Metrics
 from gateway.stats import LedgerStats, read_ledger
 from gateway.upstream import Upstream
+from gateway.upstream_ollama import OllamaUpstream
 
 __all__ = ["GatewayState", "build_state"]
 
@@ -96,7 +97,7 @@ def build_state(config: Config, *, embedder: Embedder | None = None) -> GatewayS
     logger.info("ledger %s: %d earlier requests loaded into the statistics", ledger_path, loaded)
     ledger = Ledger(ledger_path, echo_stderr=config.ledger_stderr, on_write=stats.add)
     upstreams = {
-        name: Upstream(
+        name: (OllamaUpstream if upstream.api == "ollama" else Upstream)(
             upstream,
             transport=config.http_transport,
             breaker=CircuitBreaker(name, failures=config.breaker_failures, cooldown_s=config.breaker_cooldown_s),
