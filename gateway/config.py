@@ -38,7 +38,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class UpstreamConfig:
-    """A server that answers completions over the OpenAI API or Ollama's native API."""
+    """A server that serves completions over the OpenAI API or Ollama's native API."""
 
     name: str
     base_url: str
@@ -62,7 +62,7 @@ class UpstreamConfig:
     native ``/api/chat`` and ``/api/generate``; ``base_url`` is the server root, e.g. ``http://127.0.0.1:11434``)."""
     keep_alive: str = "10m"
     """With ``api = "ollama"``: how long Ollama keeps the model loaded after a request, as a
-    duration such as ``10m`` or ``1h``; a negative duration such as ``-1m`` keeps it loaded."""
+    duration such as ``10m`` or ``1h``. A negative duration such as ``-1m`` keeps it loaded."""
     options: dict[str, Any] = field(default_factory=dict)
     """With ``api = "ollama"``: Ollama model options sent with every request, e.g. ``{ num_ctx = 32768 }``.
     The request's own sampling fields (temperature, top_p, seed, stop, max_tokens) override them."""
