@@ -1,10 +1,10 @@
 """Split the last user message of a chat request into an instruction and literal material.
 
 The semantic cache embeds only the natural-language instruction and searches it for
-a near neighbour. Everything whose exact value decides the answer (code blocks,
+a near neighbour. Everything whose exact value decides the response (code blocks,
 inline code, identifiers, numbers, quoted strings, paths, versions, operators and
 the instruction text that does not fit the embedder's window) becomes literal
-material, and two requests can share a cached answer only when the SHA-256
+material, and two requests can share a cached response only when the SHA-256
 fingerprints of their literal material are equal.
 
 Normalisation of literal material is limited to changes that cannot change meaning:
@@ -12,10 +12,10 @@ unified line endings, trailing whitespace, blank lines at the ends of a block an
 dedent of a whole block. Leading indentation inside a block is kept because it is
 syntax in Python, YAML and Makefiles.
 
-Capitalised words such as ``Python`` or ``Redis`` are not literal material here,
-because at the start of a sentence they cannot be told apart from ordinary words.
-They stay in the instruction, and ``cache.lexical_check.instructions_compatible``
-compares them across the two instructions.
+Plain capitalised words such as ``Python`` or ``Redis`` are not literal material,
+because at the start of a sentence they look like any other word. They stay in the
+instruction, and ``cache.lexical_check.instructions_compatible`` compares them across
+the cached and the new instruction.
 """
 
 from __future__ import annotations
@@ -48,12 +48,14 @@ _SINGLE_QUOTED = re.compile(
     r"(?<![\w'])'(?P<text>[^'\n]{1,200})'(?![\w'])|\u2018(?P<smart>[^\u2019\n]{1,200})\u2019"
 )
 _CHUNK = re.compile(r"\S+")
-_EDGE_PUNCTUATION = "\"'`\u201c\u201d\u2018\u2019.,;:!?()[]{}<>"
+_EDGE_PUNCTUATION = "\"'`\u201c\u201d\u2018\u2019.,;:!?"
+_BRACKET_PAIRS = {"(": ")", "[": "]", "{": "}"}
 _OPERATOR_CHARS = frozenset("=!<>+-*/%&|^~@:")
 _OPERATOR_SINGLES = frozenset("=<>+*/%&|^~@")
-_CODE_SYMBOLS = frozenset("_()[]{}<>=$@#*&|^~%\\/:")
+_CODE_SYMBOLS = frozenset("_()[]{}<>=$@#*&|^~%+\\/:")
 _CAMEL_CASE = re.compile(r"[a-z][A-Z]|[A-Z]{2}[a-z]")
 _ALL_CAPS = re.compile(r"[A-Z][A-Z0-9]+")
+_COMMAND_LINE_FLAG = re.compile(r"--?[A-Za-z]")
 _ABBREVIATION = re.compile(r"(?:[A-Za-z]\.)+[A-Za-z]?")
 _CODE_HEADER = re.compile(r"\w\(|[=;{}\[]|->|=>|::|^@\w|[\\,(]$")
 _CLOSING_BRACKETS = re.compile(r"^[\])}>;,]+$")
@@ -82,8 +84,8 @@ class PromptParts:
             the instruction text that did not fit into ``instruction``.
         has_code_block: Whether the message contains a fenced or indented code block.
             The fingerprint then pins down the code that the instruction is about, so
-            the instruction only has to name the same task, and a lower similarity
-            threshold is safe than for free-standing questions.
+            the instruction only has to name the same task. A gateway can apply a
+            lower similarity threshold to such requests than to free-standing questions.
     """
 
     instruction: str
@@ -145,7 +147,7 @@ def _collapse_whitespace(text: str) -> str:
 
 
 def _fingerprint(blocks: list[list[str]], prose_literals: list[list[str]], overflow: str) -> str:
-    """Hash the literal material.
+    """Return the hex SHA-256 of the literal material.
 
     Code blocks keep their document order. Literals in prose are sorted, because a
     reworded question moves them ("HTTP request in Node.js", "Node.js: HTTP request"),
@@ -156,7 +158,9 @@ def _fingerprint(blocks: list[list[str]], prose_literals: list[list[str]], overf
         ensure_ascii=False,
         separators=(",", ":"),
     )
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    # Lone surrogates from JSON escapes ("\\ud800") are valid in str but not in UTF-8,
+    # and "surrogatepass" keeps each of them distinct.
+    return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 # Document structure: fenced blocks, indented blocks and the prose between them.
@@ -216,6 +220,11 @@ def _split_indented_blocks(lines: list[str]) -> list[tuple[str, list[str]]]:
     looks like a code header (``def f(x):``, ``@decorator``) and closing brackets
     directly below it join the block, so unfenced code pasted from an editor stays
     literal.
+
+    NOTE: unfenced code without indentation (``x = compute(1)`` on its own line)
+    stays in the prose, so only its identifier, number and operator tokens reach
+    the fingerprint, and a change to a plain lowercase name there is left to
+    ``cache.lexical_check``.
     """
     result: list[tuple[str, list[str]]] = []
     prose: list[str] = []
@@ -276,25 +285,24 @@ def _common_prefix(strings: list[str]) -> str:
 
 
 def _prose_literals(prose: str) -> list[list[str]]:
-    """Return the literal items of a prose segment in the order they appear."""
-    found: list[tuple[int, list[str]]] = []
-    masked = list(prose)
+    """Return the literal items of a prose segment: inline code, quoted text and tokens."""
+    found: list[list[str]] = []
+    masked = prose
 
-    def take(pattern: re.Pattern[str], kind: str, group_names: tuple[str, ...]) -> None:
-        for match in pattern.finditer("".join(masked)):
-            value = next(match[name] for name in group_names if match[name] is not None)
-            found.append((match.start(), [kind, value]))
-            masked[match.start() : match.end()] = " " * (match.end() - match.start())
+    def take(pattern: re.Pattern[str], kind: str, group_names: tuple[str, ...]) -> str:
+        for match in pattern.finditer(masked):
+            found.append([kind, next(match[name] for name in group_names if match[name] is not None)])
+        # Blank the matches out so that their words are not read again as tokens.
+        return pattern.sub(lambda match: " " * len(match[0]), masked)
 
-    take(_INLINE_CODE, "inline", ("code",))
-    take(_DOUBLE_QUOTED, "quoted", ("text", "smart"))
-    take(_SINGLE_QUOTED, "quoted", ("text", "smart"))
-    for match in _CHUNK.finditer("".join(masked)):
+    masked = take(_INLINE_CODE, "inline", ("code",))
+    masked = take(_DOUBLE_QUOTED, "quoted", ("text", "smart"))
+    masked = take(_SINGLE_QUOTED, "quoted", ("text", "smart"))
+    for match in _CHUNK.finditer(masked):
         token = _literal_token(match[0])
         if token is not None:
-            found.append((match.start(), ["token", token]))
-    found.sort(key=lambda item: item[0])
-    return [item for _, item in found]
+            found.append(["token", token])
+    return found
 
 
 def _literal_token(chunk: str) -> str | None:
@@ -305,13 +313,26 @@ def _literal_token(chunk: str) -> str | None:
     """
     if _is_operator(chunk):
         return chunk
-    word = chunk.strip(_EDGE_PUNCTUATION)
+    word = _strip_brackets(chunk.strip(_EDGE_PUNCTUATION)).strip(_EDGE_PUNCTUATION)
     if not word:
         return None
     number = NUMBER_WORDS.get(word.lower())
     if number is not None:
         return number
     return word if _is_code_like(word) else None
+
+
+def _strip_brackets(word: str) -> str:
+    """Drop brackets that belong to the sentence: "(pytest)" and "(see" but not "f()"."""
+    for opener, closer in _BRACKET_PAIRS.items():
+        while word.startswith(opener) and word.count(opener) > word.count(closer):
+            word = word[1:]
+        while word.endswith(closer) and word.count(closer) > word.count(opener):
+            word = word[:-1]
+        inner = word[1:-1]
+        if word.startswith(opener) and word.endswith(closer) and opener not in inner and closer not in inner:
+            word = inner
+    return word
 
 
 def _is_operator(chunk: str) -> bool:
@@ -324,12 +345,13 @@ def _is_code_like(word: str) -> bool:
     """Tell whether a prose word is an identifier, number, path, version or acronym.
 
     A hyphenated word whose last part is a lowercase word ("NumPy-style",
-    "Python-specific") is an adjective that describes the answer rather than a
-    literal, unless it contains digits or code symbols ("utf-8", "x86-64").
+    "Python-specific") is an adjective that describes the form of the response
+    rather than a literal, unless it contains digits or code symbols ("utf-8",
+    "x86-64").
     """
     if any(char.isdigit() for char in word) or any(char in _CODE_SYMBOLS for char in word):
         return True
-    if word.startswith("-"):
+    if _COMMAND_LINE_FLAG.match(word):
         return True
     if "." in word.strip(".") and not _ABBREVIATION.fullmatch(word):
         return True
@@ -351,8 +373,9 @@ def _fit_instruction(
     """Cut the instruction to the character and word-piece budgets.
 
     Returns the head that is embedded and the overflow that joins the fingerprint.
-    The head is the start of the text, because the end of a long message is often
-    the question, and a question that differs must then never match.
+    The head is the start of the text. When a long message ends with its question,
+    that question lands in the overflow, so two requests that ask different questions
+    after the same long context never match.
     """
     words = _word_spans(instruction)
     keep = _count_words_within_chars(words, max_chars)
@@ -360,14 +383,23 @@ def _fit_instruction(
         keep = _count_words_within_tokens(instruction, words, keep, count_tokens, max_tokens)
     if keep == len(words):
         return instruction, ""
+    if keep > 0:
+        cut = words[keep][0]
+        return instruction[:cut].rstrip(), instruction[cut:].strip()
 
-    cut = words[keep][0] if keep < len(words) else len(instruction)
-    head = instruction[:cut].rstrip()
-    if not head:
-        # A single word longer than the budget: cut inside the word.
-        head = instruction[:max_chars]
-        cut = len(head)
-    return head, instruction[cut:].strip()
+    # The first word alone is over budget, for example a long hash or base64 string.
+    cut = _count_chars_within_budget(instruction, max_chars, count_tokens, max_tokens)
+    return instruction[:cut], instruction[cut:].strip()
+
+
+def _count_chars_within_budget(
+    text: str, max_chars: int, count_tokens: Callable[[str], int] | None, max_tokens: int
+) -> int:
+    """Return the longest prefix length within both budgets, cutting inside a word."""
+    def fits(length: int) -> bool:
+        return count_tokens is None or count_tokens(text[:length]) <= max_tokens
+
+    return _largest_fitting(min(max_chars, len(text)), fits)
 
 
 def _word_spans(text: str) -> list[tuple[int, int]]:
@@ -392,11 +424,19 @@ def _count_words_within_tokens(
 ) -> int:
     """Return the largest word count up to ``keep`` whose prefix fits ``max_tokens``."""
     def fits(count: int) -> bool:
-        return count == 0 or count_tokens(text[: words[count - 1][1]]) <= max_tokens
+        return count_tokens(text[: words[count - 1][1]]) <= max_tokens
 
-    if fits(keep):
-        return keep
-    low, high = 0, keep - 1
+    return _largest_fitting(keep, fits)
+
+
+def _largest_fitting(upper: int, fits: Callable[[int], bool]) -> int:
+    """Return the largest n in 0..upper with fits(n), where fits holds for every smaller n.
+
+    ``fits(0)`` is taken as true and never called.
+    """
+    if upper == 0 or fits(upper):
+        return upper
+    low, high = 0, upper - 1
     while low < high:
         middle = (low + high + 1) // 2
         if fits(middle):
