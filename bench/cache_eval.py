@@ -53,7 +53,10 @@ def wait_ready(url: str, timeout_s: float, process: subprocess.Popen[bytes]) -> 
     raise TimeoutError(f"{url} was not ready within {timeout_s} s")
 
 
-def write_config(path: Path, *, port: int, data_dir: Path, upstream_url: str, redis_url: str, models: set[str], threshold: float | None) -> None:
+def write_config(
+    path: Path, *, port: int, data_dir: Path, upstream_url: str, redis_url: str, models: set[str],
+    threshold: float | None, code_threshold: float | None,
+) -> None:
     lines = [
         f"port = {port}",
         f'data_dir = "{data_dir}"',
@@ -64,6 +67,8 @@ def write_config(path: Path, *, port: int, data_dir: Path, upstream_url: str, re
     ]
     if threshold is not None:
         lines.append(f"similarity_threshold = {threshold}")
+    if code_threshold is not None:
+        lines.append(f"code_similarity_threshold = {code_threshold}")
     lines += ["[upstreams.local]", f'base_url = "{upstream_url}"']
     for model in sorted(models):
         lines += ["[[models]]", f'name = "{model}"', 'upstream = "local"']
@@ -151,7 +156,8 @@ def _count(values: Any) -> dict[str, int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description="Score the gateway's cache hits on pairs of requests.")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="JSON Lines file of pairs")
-    parser.add_argument("--threshold", type=float, help="override cache.similarity_threshold")
+    parser.add_argument("--threshold", type=float, help="override cache.similarity_threshold (plain questions)")
+    parser.add_argument("--code-threshold", type=float, help="override cache.code_similarity_threshold (requests with code)")
     parser.add_argument("--limit", type=int, help="replay only the first N pairs")
     args = parser.parse_args()
 
@@ -174,6 +180,7 @@ def main() -> int:
         write_config(
             config, port=gateway_port, data_dir=workdir / "data", upstream_url=f"http://127.0.0.1:{upstream_port}/v1",
             redis_url=f"redis://127.0.0.1:{redis_port}/0", models=models, threshold=args.threshold,
+            code_threshold=args.code_threshold,
         )
         gateway = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)],
@@ -187,8 +194,12 @@ def main() -> int:
         started = time.perf_counter()
         results = replay(base_url, rows, str(os.getpid()))
         elapsed = time.perf_counter() - started
-        threshold = args.threshold if args.threshold is not None else "config default"
-        print(f"# Cache evaluation: {len(rows)} pairs from {args.data.name}, threshold {threshold}, {elapsed:.1f} s\n")
+        threshold = args.threshold if args.threshold is not None else "default"
+        code_threshold = args.code_threshold if args.code_threshold is not None else "default"
+        print(
+            f"# Cache evaluation: {len(rows)} pairs from {args.data.name}, thresholds {threshold} (questions) and "
+            f"{code_threshold} (with code), {elapsed:.1f} s\n"
+        )
         print(summarize(results))
     finally:
         for process in reversed(processes):

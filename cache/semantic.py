@@ -20,6 +20,7 @@ from cache.embedder import Embedder
 from cache.entry import CachedResponse
 from cache.guard import StoreGuard
 from cache.keys import canonical_json, output_fields, scope_key
+from cache.intents import intent_of
 from cache.prompt_parts import split_prompt
 from cache.vectors_base import VectorStore
 
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 class SemanticQuery:
     scope: str
     instruction: str
+    has_code_block: bool = False
 
 
 @dataclass
@@ -51,8 +53,14 @@ def _text_and_other_parts(content: Any) -> tuple[str, list[Any]]:
     return "", []
 
 
-def semantic_query(kind: str, body: dict[str, Any], namespace: str, task: str) -> SemanticQuery | None:
-    """Return the scope and instruction of a request, or None when it has no user instruction."""
+def semantic_query(
+    kind: str, body: dict[str, Any], namespace: str, task: str, *, count_tokens: Callable[[str], int] | None = None
+) -> SemanticQuery | None:
+    """Return the scope and instruction of a request, or None when it has no user instruction.
+
+    ``count_tokens`` is the embedder's word-piece counter; with it, instruction text beyond the
+    embedder's window goes into the literal fingerprint instead of being truncated silently.
+    """
     fields = output_fields(kind, body)
     if kind == "chat":
         messages = fields.pop("messages")
@@ -70,11 +78,15 @@ def semantic_query(kind: str, body: dict[str, Any], namespace: str, task: str) -
     if not text.strip():
         return None
 
-    parts = split_prompt(text)
+    parts = split_prompt(text, count_tokens=count_tokens)
     fields["literal"] = parts.literal_fingerprint
+    if not parts.has_code_block and task in ("chat", "explain"):
+        # Without code, "What is X?" and "Explain X" ask the same question.
+        task = "question"
     fields["task"] = task
+    fields["intent"] = intent_of(parts.instruction) if task in ("chat", "question") else None
     fields["namespace"] = namespace
-    return SemanticQuery(scope=scope_key(fields), instruction=parts.instruction)
+    return SemanticQuery(scope=scope_key(fields), instruction=parts.instruction, has_code_block=parts.has_code_block)
 
 
 class SemanticCache:
@@ -87,6 +99,7 @@ class SemanticCache:
         guard: StoreGuard,
         *,
         threshold: float,
+        code_threshold: float | None = None,
         second_check: Callable[[str, str], bool] | None = None,
         max_pending: int = 32,
     ) -> None:
@@ -94,6 +107,7 @@ class SemanticCache:
         self.store = store
         self.guard = guard
         self.threshold = threshold
+        self.code_threshold = threshold if code_threshold is None else code_threshold
         self.second_check = second_check
         self.max_pending = max_pending
         self._pending = 0
@@ -125,9 +139,13 @@ class SemanticCache:
         nearest = matches[0].score if matches else None
         return self._pick(matches, query, request_id), nearest
 
+    def threshold_for(self, query: SemanticQuery) -> float:
+        return self.code_threshold if query.has_code_block else self.threshold
+
     def _pick(self, matches: list, query: SemanticQuery, request_id: str) -> SemanticHit | None:
+        threshold = self.threshold_for(query)
         for match in matches:
-            if match.score < self.threshold:
+            if match.score < threshold:
                 break
             cached_instruction = match.payload.get("instruction", "")
             if self.second_check is not None and not self.second_check(cached_instruction, query.instruction):

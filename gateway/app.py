@@ -203,11 +203,12 @@ def create_app(config: Config, *, embedder: Embedder | None = None, extra_handle
             await state.close()
         logger.info("gateway stopped")
 
-    from gateway import admin_api, dashboard, ollama_api, stats_api
+    from gateway import admin_api, dashboard, embeddings_api, ollama_api, search_api, stats_api
 
     handlers: list[Any] = [chat_completions, completions, list_models, get_model, healthz, readyz, metrics]
     handlers.extend(stats_api.HANDLERS + admin_api.HANDLERS + dashboard.HANDLERS)
     handlers.extend(ollama_api.HANDLERS)
+    handlers.extend(search_api.HANDLERS + embeddings_api.HANDLERS)
     handlers.extend(extra_handlers or [])
     return Litestar(
         route_handlers=handlers,

@@ -70,8 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _command_registrars() -> list:
     from gateway import purge_cli, report
+    from indexer.cli import register as register_indexer
 
     registrars = [report.register, purge_cli.register]
+    registrars.append(register_indexer)
     return registrars
 
 

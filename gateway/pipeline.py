@@ -250,7 +250,8 @@ class CompletionPipeline:
         if task == "autocomplete":
             self.metrics.cache_bypass.labels("autocomplete").inc()
             return None, None
-        query = semantic_query(request.kind, request.body, policy.namespace, task)
+        counter = semantic.embedder.count_tokens if semantic.ready else None
+        query = semantic_query(request.kind, request.body, policy.namespace, task, count_tokens=counter)
         if query is None:
             return None, None
 
@@ -366,6 +367,7 @@ class CompletionPipeline:
             if store is not None:
                 entry = entry_from_response(request.kind, data, usage, estimated=estimated, namespace=store.policy.namespace)
                 if entry is not None:
+                    record.entry_id = entry.entry_id
                     await self._store(request, entry, store, record.request_id)
             self.finish(record)
             return Reply(200, reply_headers, body=data)
@@ -443,6 +445,7 @@ class CompletionPipeline:
             self._account(record, route, model, usage, target.upstream.config)
             if store is not None:
                 entry = accumulator.to_entry(usage, estimated=estimated, namespace=store.policy.namespace)
+                record.entry_id = entry.entry_id
                 await self._store(request, entry, store, record.request_id)
             yield DONE
         except UpstreamError as error:

@@ -135,5 +135,10 @@ def build_state(config: Config, *, embedder: Embedder | None = None) -> GatewayS
         second_check = instructions_compatible
     except ImportError:
         pass
-    state.semantic = SemanticCache(embedder, vector_store, guard, threshold=config.cache.similarity_threshold, second_check=second_check)
+    state.semantic = SemanticCache(
+        embedder, vector_store, guard,
+        threshold=config.cache.similarity_threshold,
+        code_threshold=config.cache.code_similarity_threshold,
+        second_check=second_check,
+    )
     return state
