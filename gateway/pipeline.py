@@ -159,7 +159,8 @@ class CompletionPipeline:
             metrics.request_latency_ms.labels(record.route).observe(elapsed_ms)
             if record.route == "local" and record.status == 200:
                 metrics.local_latency_ms.labels(record.task or "").observe(elapsed_ms)
-            if record.status == 200:
+            # 499: the client closed a stream; the tokens the upstream produced still count.
+            if record.status in (200, 499):
                 metrics.tokens_saved.labels(record.route, record.task or "", team).inc(record.tokens_saved)
                 metrics.cost_saved_usd.labels(record.route, record.task or "", team).inc(record.cost_saved_usd)
                 metrics.cost_usd.labels(record.route).inc(record.cost_usd)
@@ -211,7 +212,14 @@ class CompletionPipeline:
             self.metrics.cache_misses.labels("exact").inc()
 
         # Semantic cache; autocomplete is latency-critical and skips it.
-        query, vector = await self._semantic_lookup(request, task, policy, record)
+        try:
+            query, vector = await self._semantic_lookup(request, task, policy, record)
+        except Exception as exc:  # the semantic layer must never fail a request
+            logger.error(
+                "request %s: semantic cache skipped after %s: %s", record.request_id, type(exc).__name__, exc, exc_info=exc
+            )
+            self.metrics.record_cache_error("semantic", "embedder", "lookup")
+            query, vector = None, None
         if isinstance(query, SemanticHit):
             hit = query
             self.metrics.cache_hits.labels("semantic").inc()
@@ -406,6 +414,7 @@ class CompletionPipeline:
                 continue
 
             route = self._note_answer(targets, target, record, reply_headers)
+            record.route = route
             relay = self._relay(request, model, target, route, lines, stack, record, store, client_wants_usage)
             return Reply(200, reply_headers, stream=relay)
 
@@ -456,6 +465,9 @@ class CompletionPipeline:
             yield encode_event(error_body(f"stream interrupted: {error}", "upstream_error", None, code))
         except BaseException:
             record.status, record.error = 499, "client closed the stream"
+            usage, _ = usage_of(None, _prompt_text(request), accumulator.text())
+            record.usage_estimated = True
+            self._account(record, route, model, usage, target.upstream.config)
             raise
         finally:
             await stack.aclose()
