@@ -150,7 +150,7 @@ def test_client_disconnect_not_cached(gateway, local_upstream: ScriptedUpstream)
     assert first_line.startswith("data: {")
     assert line["status"] == 499
     assert line["route"] == "local"
-    assert line["tokens_out"] > 0
+    assert line["tokens_in"] > 0
     assert again.headers["x-cache"] == "miss"
     assert gw.metric("copilot_bridge_cache_writes_total", layer="exact") == 1
 
