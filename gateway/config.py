@@ -44,7 +44,7 @@ class UpstreamConfig:
     base_url: str
     """Base URL including the API prefix, e.g. ``http://127.0.0.1:11434/v1``."""
     api_key_env: str = ""
-    """Name of the environment variable that holds the upstream's API key; empty sends none."""
+    """Name of the environment variable that contains the upstream's API key; empty sends none."""
     kind: str = "local"
     """``local`` (your own hardware, priced at ``price_per_1k``) or ``cloud``."""
     price_per_1k: float | None = None

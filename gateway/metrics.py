@@ -1,9 +1,9 @@
 """Prometheus metrics of the gateway, in a registry of their own.
 
 Counters follow the Prometheus convention: the family ``copilot_bridge_cost_saved_usd`` is exposed
-as the sample ``copilot_bridge_cost_saved_usd_total``. Labels stay bounded: routes, tasks,
-configured models and upstreams, cache layers, the teams of configured API keys (``none``
-without keys); never prompt text or developer ids.
+as the sample ``copilot_bridge_cost_saved_usd_total``. Labels stay bounded because they
+name only routes, tasks, configured models and upstreams, cache layers and the teams of configured
+API keys (``none`` without keys). No label carries prompt text or a developer id.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ class Metrics:
         )
         self.cost_usd = Counter("copilot_bridge_cost_usd", "USD spent: cloud tokens and local electricity.", ["route"], registry=r)
         self.tokens = Counter("copilot_bridge_tokens", "Tokens processed by upstreams.", ["route", "direction"], registry=r)
+
         self.local_latency_ms = Histogram(
             "copilot_bridge_local_latency_ms", "Latency of requests answered by a local upstream, in ms.", ["task"],
             buckets=LATENCY_BUCKETS_MS, registry=r,
@@ -40,12 +41,14 @@ class Metrics:
             "copilot_bridge_request_latency_ms", "Latency of every completion request, in ms.", ["route"],
             buckets=LATENCY_BUCKETS_MS, registry=r,
         )
+
         self.requests_by_route = Counter(
             "copilot_bridge_requests_by_route", "Completion requests by route (local, cloud, cache) and API key team.", ["route", "team"], registry=r
         )
         self.requests_by_model = Counter("copilot_bridge_requests_by_model", "Completion requests by requested model.", ["model"], registry=r)
         self.requests_by_task = Counter("copilot_bridge_requests_by_task", "Completion requests by task.", ["task"], registry=r)
         self.responses = Counter("copilot_bridge_responses", "HTTP responses by status code.", ["status"], registry=r)
+
         self.cache_hits = Counter("copilot_bridge_cache_hits", "Cache hits by layer (exact, semantic).", ["layer"], registry=r)
         self.cache_misses = Counter("copilot_bridge_cache_misses", "Cache misses by layer (exact, semantic).", ["layer"], registry=r)
         self.cache_bypass = Counter("copilot_bridge_cache_bypass", "Requests that skipped a cache layer, by reason.", ["reason"], registry=r)
@@ -53,6 +56,7 @@ class Metrics:
             "copilot_bridge_cache_errors", "Cache store errors and time-outs.", ["layer", "store", "operation"], registry=r
         )
         self.cache_writes = Counter("copilot_bridge_cache_writes", "Responses stored, by layer.", ["layer"], registry=r)
+
         self.upstream_errors = Counter(
             "copilot_bridge_upstream_errors", "Failed upstream calls by upstream and reason.", ["upstream", "reason"], registry=r
         )
@@ -60,6 +64,7 @@ class Metrics:
             "copilot_bridge_fallbacks", "Requests that fell back to another upstream.", ["from_upstream", "to_upstream"], registry=r
         )
         self.upstream_up = Gauge("copilot_bridge_upstream_up", "1 when the upstream's circuit is closed.", ["upstream"], registry=r)
+
         self.embedding_latency_ms = Histogram(
             "copilot_bridge_embedding_latency_ms", "Time to embed one prompt, in ms.", buckets=EMBEDDING_BUCKETS_MS, registry=r
         )

@@ -42,7 +42,7 @@ PATHS = {CHAT: "/chat/completions", "completion": "/completions"}
 
 @dataclass
 class Reply:
-    """What the HTTP layer sends: a JSON body or an SSE stream, with headers."""
+    """The HTTP layer's output: a JSON body or an SSE stream, with headers."""
 
     status: int
     headers: dict[str, str]
@@ -52,7 +52,7 @@ class Reply:
 
 @dataclass
 class RequestRecord:
-    """The ledger line of one request; never holds prompt or answer text."""
+    """The ledger line of one request. It never contains prompt or response text."""
 
     request_id: str
     started: float = field(default_factory=time.perf_counter)

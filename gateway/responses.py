@@ -1,4 +1,4 @@
-"""Build cache entries from upstream answers and client answers from cache entries."""
+"""Build cache entries from upstream responses, and client responses from cache entries."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def completion_text(kind: str, data: dict[str, Any]) -> str:
 
 
 def entry_from_response(kind: str, data: dict[str, Any], usage: dict[str, int], *, estimated: bool, namespace: str) -> CachedResponse | None:
-    """Return the cache entry of a complete upstream answer, or None when it is not cacheable."""
+    """Return the cache entry of a complete upstream response, or None when it is not cacheable."""
     choices = data.get("choices")
     if not isinstance(choices, list) or not choices:
         return None

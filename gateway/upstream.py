@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 
 class UpstreamError(Exception):
-    """An upstream could not answer: ``reason`` is ``connect``, ``timeout``, ``status`` or ``protocol``."""
+    """An upstream request failed: ``reason`` is ``connect``, ``timeout``, ``status`` or ``protocol``."""
 
     def __init__(self, upstream: str, reason: str, message: str, *, status: int | None = None, body: Any = None) -> None:
         super().__init__(f"upstream {upstream}: {message}")

@@ -9,6 +9,7 @@
     layout.py    repository names and where each index lives in the data directory
     run.py       one indexing run: walk, chunk, embed in batches, store
     progress.py  the progress bar on a TTY and periodic log lines elsewhere
+    readers.py   open stores kept between searches in the gateway, released to indexing runs
     search.py    dense, lexical and fused (RRF) search over one or all indexed repositories
     cli.py       the ``index`` and ``search`` subcommands
 """

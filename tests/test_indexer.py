@@ -468,6 +468,26 @@ def test_pool_yields_to_indexing_run(repo: Path, config: Config, embedder: Embed
         pool.close()
 
 
+def test_vectors_for_spans_filter_batches(tmp_path: Path) -> None:
+    from indexer.store import FILTER_BATCH, EdgeIndexStore
+
+    store = EdgeIndexStore(tmp_path / "shard", 4)
+    count = FILTER_BATCH + 100
+    store.upsert([
+        IndexPoint(point_id(f"f{i}.py", 0, str(i)), [1.0, float(i), 0.0, 0.0], ([1], [1.0]), {"path": f"f{i}.py", "embedding_hash": f"h{i}"})
+        for i in range(count)
+    ])
+
+    found = store.vectors_for([f"h{i}" for i in range(count)] + ["missing"])
+    store.close()
+
+    assert len(found) == count
+    # Cosine collections store unit vectors.
+    last = [1.0, float(count - 1), 0.0, 0.0]
+    norm = sum(x * x for x in last) ** 0.5
+    assert found[f"h{count - 1}"] == pytest.approx([x / norm for x in last], abs=1e-6)
+
+
 @pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning")
 def test_server_store_with_qdrant_client(embedder: Embedder) -> None:
     from qdrant_client import QdrantClient
