@@ -7,6 +7,7 @@ loads offline. Any Hugging Face model name or local path can be configured inste
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import os
 import threading
@@ -44,6 +45,8 @@ class Embedder:
         self.dimension: int | None = None
         self.max_seq_length: int | None = None
         self._model: Any = None
+        self._counting_tokenizer: Any = None
+        self._counting_lock = threading.Lock()
         self._ready = threading.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
 
@@ -75,6 +78,10 @@ class Embedder:
             self.dimension = int(model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") else model.get_sentence_embedding_dimension())
             self.max_seq_length = int(model.max_seq_length)
             model.encode(["warm up"], normalize_embeddings=True)
+            # The worker thread encodes with the model's tokenizer (truncation on); counting on
+            # the same instance from another thread fails in the Rust tokenizer ("Already
+            # borrowed"), so counting gets an instance of its own.
+            self._counting_tokenizer = copy.deepcopy(model.tokenizer)
             self._model = model
             self.state = "ready"
             logger.info(
@@ -113,10 +120,20 @@ class Embedder:
         return await loop.run_in_executor(self._executor, self.encode, texts)
 
     def count_tokens(self, text: str) -> int:
-        """Return the model's token count of ``text`` (word pieces), capped by nothing."""
-        if self._model is None:
-            return max(1, len(text) // 4)
-        return len(self._model.tokenizer.encode(text, add_special_tokens=False))
+        """Return the number of word pieces in ``text``, without truncation; safe on any thread.
+
+        Before the model loaded, returns an estimate of 4 characters per token.
+        """
+        return self.count_tokens_batch([text])[0]
+
+    def count_tokens_batch(self, texts: list[str]) -> list[int]:
+        """Return the number of word pieces of each text, without truncation; safe on any thread."""
+        if self._counting_tokenizer is None:
+            return [max(1, len(text) // 4) for text in texts]
+        safe = [text.encode("utf-8", "replace").decode("utf-8") for text in texts]
+        with self._counting_lock:
+            encoded = self._counting_tokenizer(safe, add_special_tokens=False, truncation=False)["input_ids"]
+        return [len(ids) for ids in encoded]
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -15,7 +15,7 @@ from litestar.response import Stream
 from cache.embedder import Embedder
 from gateway.auth import auth_middleware_factory
 from gateway.config import Config
-from gateway.errors import APIError, BodyTooLarge, InvalidRequest, error_body
+from gateway.errors import APIError, BodyTooLarge, error_body
 from gateway.parsing import CHAT, COMPLETION, parse_body, parse_completion_request
 from gateway.pipeline import CompletionPipeline, Reply, RequestRecord, new_request_id
 from gateway.state import GatewayState, build_state

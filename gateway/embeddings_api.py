@@ -12,20 +12,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import threading
 from typing import Any
 
 import numpy as np
 from litestar import Request, Response, post
 
-from cache.embedder import Embedder, default_model_path
+from cache.embedder import Embedder
 from gateway.app import error_response, gateway_state, json_response, pipeline_of, read_body
 from gateway.errors import APIError, InvalidRequest
 from gateway.parsing import parse_body
 from gateway.pipeline import RequestRecord, new_request_id
 from gateway.state import GatewayState
 
-__all__ = ["EmbedderUnavailable", "HANDLERS", "TokenCounter", "local_embedder"]
+__all__ = ["EmbedderUnavailable", "HANDLERS", "local_embedder"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,26 +39,6 @@ class EmbedderUnavailable(APIError):
     status_code = 503
     type_ = "server_error"
     code = "embedder_unavailable"
-
-
-class TokenCounter:
-    """Counts word pieces with its own copy of the model's tokenizer.
-
-    The embedding model's tokenizer is used by the embedder's worker thread with truncation on.
-    Counting untruncated tokens on it from another thread would switch that setting mid-encode,
-    which the Rust tokenizer rejects ("Already borrowed"), so this class loads a second instance.
-    """
-
-    def __init__(self, model: str) -> None:
-        from transformers import AutoTokenizer
-
-        self._tokenizer = AutoTokenizer.from_pretrained(model or default_model_path())
-        self._lock = threading.Lock()
-
-    def count(self, texts: list[str]) -> list[int]:
-        with self._lock:
-            encoded = self._tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
-        return [len(ids) for ids in encoded]
 
 
 async def local_embedder(state: GatewayState) -> Embedder:
@@ -83,14 +62,6 @@ async def local_embedder(state: GatewayState) -> Embedder:
         reason = f": {embedder.error}" if embedder.error else f" after {EMBEDDER_WAIT_S:g} s; retry shortly"
         raise EmbedderUnavailable(f"the embedding model is {embedder.state}{reason}")
     return embedder
-
-
-def _token_counter(state: GatewayState) -> TokenCounter:
-    counter = state.extras.get("token_counter")
-    if counter is None:
-        counter = TokenCounter(state.config.cache.embedding_model)
-        state.extras["token_counter"] = counter
-    return counter
 
 
 def parse_embedding_request(body: dict[str, Any], dimension: int) -> tuple[list[str], str]:
@@ -146,7 +117,7 @@ async def create_embeddings(request: Request[Any, Any, Any]) -> Response[bytes]:
         record.model = body.get("model") if isinstance(body.get("model"), str) else None
         embedder = await local_embedder(state)
         texts, encoding_format = parse_embedding_request(body, embedder.dimension or 0)
-        counts = await asyncio.to_thread(_token_counter(state).count, texts)
+        counts = await asyncio.to_thread(embedder.count_tokens_batch, texts)
         vectors = await embedder.embed_many(texts)
     except APIError as error:
         if error.status_code >= 500:

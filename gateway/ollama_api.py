@@ -36,7 +36,7 @@ from litestar.response import Stream
 
 from gateway.app import gateway_state, json_response, pipeline_of, read_body
 from gateway.config import Config, ModelConfig
-from gateway.embeddings_api import _token_counter, local_embedder
+from gateway.embeddings_api import local_embedder
 from gateway.errors import APIError, InvalidRequest
 from gateway.fim import AUTO, guess_family, templates
 from gateway.ollama_wire import (
@@ -583,8 +583,7 @@ async def _embed(request: Request[Any, Any, Any], raw: dict[str, Any], texts: li
         # Clients send an empty input to load the model; there is nothing to embed or account.
         return np.zeros((0, embedder.dimension or 0), dtype=np.float32), 0
 
-    # The embedder's own tokenizer is busy on its worker thread, so count with a separate copy.
-    counts = await asyncio.to_thread(_token_counter(state).count, texts)
+    counts = await asyncio.to_thread(embedder.count_tokens_batch, texts)
     limit = embedder.max_seq_length
     if raw.get("truncate") is False and limit and any(count > limit for count in counts):
         raise InvalidRequest(f"input length exceeds the embedding model's context length of {limit} tokens; send truncate: true or shorter input")

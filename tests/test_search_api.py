@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from cache.embedder import Embedder
-from gateway.embeddings_api import TokenCounter
 from indexer.layout import manifest_path
 from indexer.manifest import Manifest
 from indexer.run import index_repository
@@ -180,7 +179,7 @@ def test_embeddings_match_embedder(served: Gateway, embedder: Embedder) -> None:
     for item, vector in zip(answer.data, expected):
         assert len(item.embedding) == embedder.dimension
         assert np.allclose(item.embedding, vector, atol=1e-5)
-    tokens = sum(TokenCounter("").count(texts))
+    tokens = sum(embedder.count_tokens_batch(texts))
     assert answer.usage.prompt_tokens == tokens
     assert answer.usage.total_tokens == tokens
     assert answer.model == embedder.model_name
