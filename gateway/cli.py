@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import logging
+import os
 import sys
+from typing import Any
 
-from gateway.config import ConfigError, load_config
+from gateway.config import Config, ConfigError, load_config
 
 __all__ = ["main"]
 
@@ -37,12 +40,47 @@ def _serve(args: argparse.Namespace) -> int:
 
     from gateway.app import create_app
 
+    lock = _lock_data_dir(config)
+    if lock is None:
+        return 2
+
     if config.host not in ("127.0.0.1", "::1", "localhost"):
         logger.warning("listening on %s: the gateway is reachable from other machines", config.host)
     logger.info("copilot-bridge serving on http://%s:%d (OpenAI API under /v1)", config.host, config.port)
     app = create_app(config)
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False, lifespan="on")
     return 0
+
+
+def _lock_data_dir(config: Config) -> Any:
+    """Hold an exclusive lock on the data directory while the embedded stores use it.
+
+    Returns the open lock file, or None (after printing why) when another process holds it.
+    """
+    cache = config.cache
+    if cache.enabled and cache.redis_url and (cache.qdrant_url or not cache.semantic_enabled):
+        return True
+    config.data_path.mkdir(parents=True, exist_ok=True)
+    path = config.data_path / "gateway.lock"
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        owner = handle.read().strip() or "unknown"
+        print(
+            f"copilot-bridge: data directory {config.data_path} is in use by another gateway (pid {owner}). "
+            "Qdrant Edge and the embedded cache allow one process per data directory: pass another "
+            "--data-dir, or share Redis and a Qdrant server (cache.redis_url, cache.qdrant_url) between replicas.",
+            file=sys.stderr,
+        )
+        handle.close()
+        return None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -149,3 +149,18 @@ def test_unknown_key_exits_2(tmp_path: Path) -> None:
 
     assert result.returncode == 2
     assert "unknown key(s) in the top level: prot" in result.stderr
+
+
+def test_second_serve_same_data_dir_exits_2(served: Served, tmp_path: Path) -> None:
+    wait_for(lambda: served.get("/healthz").status_code == 200, 30, "/healthz to answer")
+
+    second = subprocess.run(
+        [copilot_bridge(), "serve", "--config", str(tmp_path / "copilot-bridge.toml"), "--port", str(free_port()), "--data-dir", str(served.data_dir)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("COPILOT_BRIDGE_")},
+    )
+
+    assert second.returncode == 2
+    assert f"pid {served.process.pid}" in second.stderr
+    assert "--data-dir" in second.stderr
+    assert served.get("/healthz").status_code == 200
