@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any, Callable
 
 from cache.embedder import Embedder
@@ -54,14 +55,24 @@ def _text_and_other_parts(content: Any) -> tuple[str, list[Any]]:
 
 
 def semantic_query(
-    kind: str, body: dict[str, Any], namespace: str, task: str, *, count_tokens: Callable[[str], int] | None = None
+    kind: str,
+    body: dict[str, Any],
+    namespace: str,
+    task: str,
+    *,
+    count_tokens: Callable[[str], int] | None = None,
+    ignore_fields: Iterable[str] = (),
 ) -> SemanticQuery | None:
     """Return the scope and instruction of a request, or None when it has no user instruction.
 
     ``count_tokens`` is the embedder's word-piece counter; with it, instruction text beyond the
     embedder's window goes into the literal fingerprint instead of being truncated silently.
+    ``ignore_fields`` names output fields left out of the scope (never messages or prompt).
     """
     fields = output_fields(kind, body)
+    for name in ignore_fields:
+        if name not in ("messages", "prompt", "model"):
+            fields.pop(name, None)
     if kind == "chat":
         messages = fields.pop("messages")
         last = messages[-1]

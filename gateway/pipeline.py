@@ -259,7 +259,10 @@ class CompletionPipeline:
             self.metrics.cache_bypass.labels("autocomplete").inc()
             return None, None
         counter = semantic.embedder.count_tokens if semantic.ready else None
-        query = semantic_query(request.kind, request.body, policy.namespace, task, count_tokens=counter)
+        query = semantic_query(
+            request.kind, request.body, policy.namespace, task,
+            count_tokens=counter, ignore_fields=self.config.cache.semantic_scope_ignore,
+        )
         if query is None:
             return None, None
 

@@ -86,3 +86,14 @@ def test_semantic_hit_names_entry(gateway, local_upstream):
     assert float(hit.headers["x-cache-similarity"]) == line["similarity"]
     assert hit.headers["x-cache-entry"] == line["entry_id"]
     assert stored["entry_id"] == hit.headers["x-cache-entry"]
+
+
+def test_scope_ignore_lets_max_tokens_differ(gateway, local_upstream):
+    strict = gateway(local_upstream)
+    ask(strict, f"Explain what this function does:\n{CODE}", max_tokens=100)
+    strict_again = ask(strict, f"What does this function do?\n{CODE}", max_tokens=200)
+    relaxed = gateway(local_upstream, cache={"semantic_scope_ignore": ["max_tokens"]})
+    ask(relaxed, f"Explain what this function does:\n{CODE}", max_tokens=100)
+    relaxed_again = ask(relaxed, f"What does this function do?\n{CODE}", max_tokens=200)
+    assert strict_again.headers["x-cache"] == "miss"
+    assert relaxed_again.headers["x-cache"] == "hit-semantic"
