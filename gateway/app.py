@@ -216,7 +216,7 @@ def create_app(config: Config, *, embedder: Embedder | None = None, extra_handle
         on_shutdown=[shutdown],
         request_max_body_size=config.max_body_bytes,
         exception_handlers={HTTPException: _http_exception_handler, Exception: _internal_error_handler},
-        middleware=[auth_middleware_factory(config)],
+        middleware=[auth_middleware_factory(config)] if config.keys else [],
         logging_config=None,
         openapi_config=None,
     )

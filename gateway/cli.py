@@ -48,8 +48,20 @@ def _serve(args: argparse.Namespace) -> int:
         logger.warning("listening on %s: the gateway is reachable from other machines", config.host)
     logger.info("copilot-bridge serving on http://%s:%d (OpenAI API under /v1)", config.host, config.port)
     app = create_app(config)
-    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False, lifespan="on")
+    uvicorn.run(
+        app, host=config.host, port=config.port, log_level="warning", access_log=False, lifespan="on",
+        loop=_fastest("uvloop", "auto"), http=_fastest("httptools", "auto"),
+    )
     return 0
+
+
+def _fastest(module: str, fallback: str) -> str:
+    """Return ``module`` when it is importable (uvloop, httptools), else uvicorn's ``fallback``."""
+    try:
+        __import__(module)
+    except ImportError:
+        return fallback
+    return module
 
 
 def _lock_data_dir(config: Config) -> Any:

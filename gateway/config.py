@@ -198,7 +198,7 @@ class Config:
     """Consecutive failures after which an upstream is skipped for ``breaker_cooldown_s``."""
     breaker_cooldown_s: float = 30.0
     http_transport: str = "aiohttp"
-    """``aiohttp`` (httpx over aiohttp, faster under concurrency) or ``httpx``."""
+    """Upstream HTTP client: ``aiohttp`` (faster, above all under concurrency) or ``httpx``."""
     ledger_stderr: bool = True
     """Print each request's JSON ledger line on stderr as well as in the ledger file."""
     log_level: str = "INFO"

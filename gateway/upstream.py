@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from gateway.aiohttp_client import AiohttpClient
 from gateway.breaker import CircuitBreaker
 from gateway.config import UpstreamConfig
 
@@ -34,17 +35,12 @@ class UpstreamError(Exception):
         return self.reason in ("connect", "timeout", "protocol") or (self.status is not None and self.status >= 500)
 
 
-def _build_client(config: UpstreamConfig, transport: str) -> httpx.AsyncClient:
+def _build_client(config: UpstreamConfig, transport: str) -> httpx.AsyncClient | AiohttpClient:
     timeout = httpx.Timeout(connect=config.connect_timeout_s, read=config.read_timeout_s, write=config.read_timeout_s, pool=config.connect_timeout_s)
     limits = httpx.Limits(max_connections=config.max_connections, max_keepalive_connections=config.max_connections)
     headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
     if transport == "aiohttp":
-        from httpx_aiohttp import AiohttpTransport
-
-        return httpx.AsyncClient(
-            base_url=config.base_url.rstrip("/"), timeout=timeout, headers=headers,
-            transport=AiohttpTransport(limits=limits, trust_env=False),
-        )
+        return AiohttpClient(config.base_url, timeout=timeout, headers=headers, max_connections=config.max_connections)
     return httpx.AsyncClient(base_url=config.base_url.rstrip("/"), timeout=timeout, limits=limits, headers=headers, trust_env=False)
 
 
