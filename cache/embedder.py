@@ -13,13 +13,15 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
 __all__ = ["Embedder", "default_model_path"]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def default_model_path() -> str:
@@ -114,6 +116,12 @@ class Embedder:
         loop = asyncio.get_running_loop()
         vectors = await loop.run_in_executor(self._executor, self.encode, [text])
         return vectors[0].tolist()
+
+    async def run(self, function: Callable[[], T]) -> T:
+        """Run ``function`` on the embedding thread, so that work right after an embedding
+        (such as an in-process vector search) needs no second thread hop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, function)
 
     async def embed_many(self, texts: list[str]) -> np.ndarray:
         loop = asyncio.get_running_loop()

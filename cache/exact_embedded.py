@@ -15,6 +15,9 @@ __all__ = ["EmbeddedExactStore"]
 
 logger = logging.getLogger(__name__)
 
+LAST_USED_RESOLUTION_S = 60.0
+"""A hit refreshes an entry's recency at most this often."""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     key TEXT PRIMARY KEY,
@@ -58,7 +61,7 @@ class EmbeddedExactStore(ExactStore):
         try:
             with self._lock:
                 row = self._db.execute(
-                    "SELECT value, expires_at FROM entries WHERE key = ?", (self._row_key(namespace, model, key),)
+                    "SELECT value, expires_at, last_used FROM entries WHERE key = ?", (self._row_key(namespace, model, key),)
                 ).fetchone()
                 if row is None:
                     return None
@@ -66,9 +69,11 @@ class EmbeddedExactStore(ExactStore):
                     self._db.execute("DELETE FROM entries WHERE key = ?", (self._row_key(namespace, model, key),))
                     self._count -= 1
                     return None
-                self._db.execute(
-                    "UPDATE entries SET last_used = ? WHERE key = ?", (now, self._row_key(namespace, model, key))
-                )
+                if now - row[2] > LAST_USED_RESOLUTION_S:
+                    # Recency only orders evictions, so one write a minute per hot entry is enough.
+                    self._db.execute(
+                        "UPDATE entries SET last_used = ? WHERE key = ?", (now, self._row_key(namespace, model, key))
+                    )
                 return bytes(row[0])
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"embedded exact cache read failed: {exc}") from exc

@@ -51,16 +51,20 @@ class StoreGuard:
         try:
             return await asyncio.wait_for(make_call(), self.timeout_s)
         except Exception as exc:  # any store failure degrades to "no cache" for this request
-            reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
-            self.last_error = reason
-            self._skip_until = time.monotonic() + self.cooldown_s
-            logger.warning(
-                "%s cache %s %s failed for request %s (%s); skipping it for %.0f s",
-                self.layer, self.store, operation, request_id, reason, self.cooldown_s,
-            )
-            if self._on_error is not None:
-                self._on_error(self.layer, self.store, operation)
+            self.record_failure(operation, exc, request_id=request_id)
             return fallback
+
+    def record_failure(self, operation: str, exc: BaseException, *, request_id: str = "-") -> None:
+        """Count and log a failed call, and skip the store for the cool-down."""
+        reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+        self.last_error = reason
+        self._skip_until = time.monotonic() + self.cooldown_s
+        logger.warning(
+            "%s cache %s %s failed for request %s (%s); skipping it for %.0f s",
+            self.layer, self.store, operation, request_id, reason, self.cooldown_s,
+        )
+        if self._on_error is not None:
+            self._on_error(self.layer, self.store, operation)
 
     def reset(self) -> None:
         self._skip_until = 0.0

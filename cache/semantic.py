@@ -137,6 +137,41 @@ class SemanticCache:
         finally:
             self._pending -= 1
 
+    async def embed_and_lookup(
+        self, query: SemanticQuery, *, lookup: bool, request_id: str = "-"
+    ) -> tuple[list[float], SemanticHit | None, float | None] | None:
+        """Embed the instruction and, when ``lookup``, search its scope.
+
+        Returns None when the embedder is not ready or saturated; otherwise the vector, the hit
+        (if any) and the similarity of the nearest point in the scope. With an in-process store
+        the search runs on the embedding thread right after the embedding, saving a thread hop.
+        """
+        if not self.ready or self._pending >= self.max_pending:
+            return None
+        if not (lookup and self.store.in_process and self.guard.available):
+            vector = await self.embed(query)
+            if vector is None or not lookup:
+                return None if vector is None else (vector, None, None)
+            hit, nearest = await self.lookup(query, vector, request_id=request_id)
+            return vector, hit, nearest
+
+        def embed_then_search() -> tuple[list[float], list[Any], BaseException | None]:
+            vector = self.embedder.encode([query.instruction])[0].tolist()
+            try:
+                return vector, self.store.search(vector, query.scope, time.time()), None
+            except Exception as exc:  # reported through the guard on the event loop
+                return vector, [], exc
+
+        self._pending += 1
+        try:
+            vector, matches, error = await self.embedder.run(embed_then_search)
+        finally:
+            self._pending -= 1
+        if error is not None:
+            self.guard.record_failure("search", error, request_id=request_id)
+        nearest = matches[0].score if matches else None
+        return vector, self._pick(matches, query, request_id), nearest
+
     async def lookup(self, query: SemanticQuery, vector: list[float], *, request_id: str = "-") -> tuple[SemanticHit | None, float | None]:
         """Return the best match above the threshold that passes the second check, if any, and
         the similarity of the nearest point in the scope (None when the scope is empty)."""

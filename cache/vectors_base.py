@@ -30,6 +30,9 @@ class VectorStore(ABC):
     seconds), ``namespace``, ``model`` and the cached response."""
 
     name: str = "vectors"
+    in_process: bool = False
+    """True when searches run in this process and take well under a millisecond to a few ms, so
+    they may run on the embedding thread right after the embedding."""
 
     @abstractmethod
     def search(self, vector: list[float], scope: str, now: float, limit: int = 3) -> list[VectorMatch]:

@@ -25,6 +25,7 @@ class EdgeVectorStore(VectorStore):
     """A Qdrant Edge shard with cosine vectors and keyword indexes on the filtered fields."""
 
     name = "qdrant-edge"
+    in_process = True
 
     def __init__(self, path: Path, dimension: int) -> None:
         self._path = path

@@ -66,7 +66,7 @@ class Metrics:
         self.upstream_up = Gauge("copilot_bridge_upstream_up", "1 when the upstream's circuit is closed.", ["upstream"], registry=r)
 
         self.embedding_latency_ms = Histogram(
-            "copilot_bridge_embedding_latency_ms", "Time to embed one prompt, in ms.", buckets=EMBEDDING_BUCKETS_MS, registry=r
+            "copilot_bridge_embedding_latency_ms", "Time to embed one prompt, in ms; with Qdrant Edge it includes the search.", buckets=EMBEDDING_BUCKETS_MS, registry=r
         )
         self.semantic_similarity = Histogram(
             "copilot_bridge_semantic_similarity", "Similarity of semantic hits served.",

@@ -266,19 +266,18 @@ class CompletionPipeline:
         if query is None:
             return None, None
 
+        if policy.lookup and self._pending_semantic_writes:
+            # Read your own writes: a repeat right after a miss must see the stored point.
+            await asyncio.wait(list(self._pending_semantic_writes), timeout=self.config.cache.store_timeout_s)
         started = time.perf_counter()
-        vector = await semantic.embed(query)
-        if vector is None:
+        result = await semantic.embed_and_lookup(query, lookup=policy.lookup, request_id=record.request_id)
+        if result is None:
             self.metrics.cache_bypass.labels("embedder_" + ("busy" if semantic.ready else semantic.embedder.state)).inc()
             return None, None
+        vector, hit, nearest = result
         self.metrics.embedding_latency_ms.observe((time.perf_counter() - started) * 1000)
         if not policy.lookup:
             return query, vector
-
-        if self._pending_semantic_writes:
-            # Read your own writes: a repeat right after a miss must see the stored point.
-            await asyncio.wait(list(self._pending_semantic_writes), timeout=self.config.cache.store_timeout_s)
-        hit, nearest = await semantic.lookup(query, vector, request_id=record.request_id)
         if hit is not None:
             return hit, vector
         self.metrics.cache_misses.labels("semantic").inc()
@@ -372,7 +371,10 @@ class CompletionPipeline:
 
             target.upstream.breaker.record_success()
             route = self._note_answer(targets, target, record, reply_headers)
-            usage, estimated = usage_of(data, _prompt_text(request), completion_text(request.kind, data))
+            usage, estimated = usage_of(
+                data, _prompt_text(request), completion_text(request.kind, data),
+                max_tokens=request.max_tokens, choices=request.body.get("n") or 1,
+            )
             record.usage_estimated = estimated
             self._account(record, route, model, usage, target.upstream.config)
             if store is not None:
@@ -452,8 +454,17 @@ class CompletionPipeline:
             if not accumulator.complete:
                 raise UpstreamError(target.upstream.name, "protocol", "stream ended before it finished")
             target.upstream.breaker.record_success()
-            usage, estimated = usage_of({"usage": accumulator.usage}, _prompt_text(request), accumulator.text())
+            usage, estimated = usage_of(
+                {"usage": accumulator.usage}, _prompt_text(request), accumulator.text(),
+                max_tokens=request.max_tokens, choices=request.body.get("n") or 1,
+            )
             record.usage_estimated = estimated
+            if estimated and client_wants_usage:
+                # The upstream sent no usage chunk (llama.cpp server does not): send the estimate.
+                yield encode_event({
+                    "id": accumulator.response_id, "object": "chat.completion.chunk" if request.kind == CHAT else "text_completion",
+                    "created": int(time.time()), "model": accumulator.model, "choices": [], "usage": usage,
+                })
             self._account(record, route, model, usage, target.upstream.config)
             if store is not None:
                 entry = accumulator.to_entry(usage, estimated=estimated, namespace=store.policy.namespace)
@@ -468,7 +479,7 @@ class CompletionPipeline:
             yield encode_event(error_body(f"stream interrupted: {error}", "upstream_error", None, code))
         except BaseException:
             record.status, record.error = 499, "client closed the stream"
-            usage, _ = usage_of(None, _prompt_text(request), accumulator.text())
+            usage, _ = usage_of(None, _prompt_text(request), accumulator.text(), max_tokens=request.max_tokens)
             record.usage_estimated = True
             self._account(record, route, model, usage, target.upstream.config)
             raise

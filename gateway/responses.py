@@ -11,8 +11,14 @@ from gateway.routing import estimate_tokens
 __all__ = ["entry_from_response", "response_from_entry", "usage_of"]
 
 
-def usage_of(data: dict[str, Any] | None, prompt_text: str, completion_text: str) -> tuple[dict[str, int], bool]:
-    """Return the usage an upstream reported, or an estimate from the text when it sent none."""
+def usage_of(
+    data: dict[str, Any] | None, prompt_text: str, completion_text: str, *, max_tokens: int | None = None, choices: int = 1
+) -> tuple[dict[str, int], bool]:
+    """Return the usage an upstream reported, or an estimate from the text when it sent none.
+
+    The estimate of completion tokens never exceeds what the request allowed (``max_tokens``
+    per choice), since the 4-characters-per-token rule overcounts short code tokens.
+    """
     usage = (data or {}).get("usage") if isinstance(data, dict) else None
     if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
         prompt = usage["prompt_tokens"]
@@ -20,6 +26,8 @@ def usage_of(data: dict[str, Any] | None, prompt_text: str, completion_text: str
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": int(usage.get("total_tokens") or prompt + completion)}, False
     prompt = estimate_tokens(prompt_text)
     completion = estimate_tokens(completion_text) if completion_text else 0
+    if max_tokens is not None:
+        completion = min(completion, max_tokens * max(1, choices))
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}, True
 
 

@@ -171,3 +171,18 @@ def test_cut_stream_not_cached(gateway, local_upstream: ScriptedUpstream) -> Non
     assert again.headers["x-cache"] == "miss"
     assert again.text.endswith("data: [DONE]\n\n")
     assert local_upstream.requests == 2
+
+
+def test_usage_estimated_when_upstream_sends_none(gateway, local_upstream: ScriptedUpstream) -> None:
+    gw = gateway(local_upstream)
+    local_upstream.control(mode="no_usage")
+
+    response = gw.post("/v1/chat/completions", json={**BODY, "stream": True, "stream_options": {"include_usage": True}, "max_tokens": 5})
+
+    chunks = [json.loads(p) for p in sse_payloads(response.text) if p != "[DONE]"]
+    usage = [c["usage"] for c in chunks if c.get("usage")]
+    line = gw.ledger_line(response.headers["x-request-id"])
+    assert len(usage) == 1
+    assert usage[0]["completion_tokens"] == 5
+    assert line["usage_estimated"] is True
+    assert line["tokens_out"] == 5
