@@ -148,6 +148,21 @@ class CacheConfig:
 
 
 @dataclass
+class RetrievalConfig:
+    """Code from an indexed repository added to prompts before routing (``copilot-bridge index``)."""
+
+    repo: str = ""
+    """Index name whose chunks are added; empty turns the default off. A request may still ask
+    with a ``retrieval`` body field: ``{"repo": "NAME", "k": 4}``."""
+    k: int = 4
+    """Chunks added per request."""
+    tasks: list[str] = field(default_factory=lambda: ["explain", "agent"])
+    """Tasks that get the repository's code by default."""
+    max_chars: int = 12000
+    """Characters of retrieved code added at most, so the prompt stays within the context window."""
+
+
+@dataclass
 class PricingConfig:
     cloud_per_1k: float = 0.02
     """USD per 1K tokens of the cloud baseline that savings are measured against."""
@@ -211,6 +226,7 @@ class Config:
     """A TOML file with more ``[[keys]]`` entries, kept apart from the main config."""
     cache: CacheConfig = field(default_factory=CacheConfig)
     pricing: PricingConfig = field(default_factory=PricingConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     fim_templates: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Extra or replaced FIM families: ``[fim_templates.<family>]`` with ``template`` (containing
     ``{prefix}`` and ``{suffix}``) and optional ``stop``, a list of stop sequences."""
@@ -309,7 +325,7 @@ def _apply_env(config: Config, environ: dict[str, str]) -> None:
     """Apply ``COPILOT_BRIDGE_<KEY>`` and ``COPILOT_BRIDGE_CACHE_<KEY>`` overrides."""
     for section, prefix in ((config, ENV_PREFIX), (config.cache, ENV_PREFIX + "CACHE_"), (config.pricing, ENV_PREFIX + "PRICING_")):
         for f in fields(section):
-            if f.name in ("upstreams", "models", "routes", "keys", "cache", "pricing"):
+            if f.name in ("upstreams", "models", "routes", "keys", "cache", "pricing", "retrieval", "fim_templates"):
                 continue
             key = prefix + f.name.upper()
             if key in environ:
@@ -375,9 +391,11 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
     raw_keys = raw.pop("keys", [])
     raw_cache = raw.pop("cache", {})
     raw_pricing = raw.pop("pricing", {})
+    raw_retrieval = raw.pop("retrieval", {})
     config: Config = _build(Config, raw, "the top level")
     config.cache = _build(CacheConfig, raw_cache, "[cache]")
     config.pricing = _build(PricingConfig, raw_pricing, "[pricing]")
+    config.retrieval = _build(RetrievalConfig, raw_retrieval, "[retrieval]")
 
     if raw_upstreams is None:
         config.upstreams = default_upstreams()

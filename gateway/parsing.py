@@ -20,7 +20,7 @@ COMPLETION = "completion"
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 # Fields that only the gateway reads; they are removed before the request goes upstream.
-GATEWAY_FIELDS = ("cache",)
+GATEWAY_FIELDS = ("cache", "retrieval")
 
 
 @dataclass
@@ -32,6 +32,8 @@ class CompletionRequest:
     """The request as it goes upstream, gateway-only fields removed."""
     cache_options: dict[str, Any] = field(default_factory=dict)
     """The LiteLLM-style ``cache`` body field, if the client sent one."""
+    retrieval_options: dict[str, Any] | None = None
+    """The ``retrieval`` body field: ``{"repo": NAME, "k": N}`` adds that repository's code."""
 
     @property
     def model(self) -> str:
@@ -193,5 +195,8 @@ def parse_completion_request(body: dict[str, Any], kind: str) -> CompletionReque
     cache_options = body.get("cache")
     if cache_options is not None and not isinstance(cache_options, dict):
         raise InvalidRequest("'cache' must be an object such as {\"no-cache\": true}", param="cache")
+    retrieval = body.get("retrieval")
+    if retrieval is not None and (not isinstance(retrieval, dict) or not isinstance(retrieval.get("repo"), str)):
+        raise InvalidRequest("'retrieval' must be an object such as {\"repo\": \"my-repo\", \"k\": 4}", param="retrieval")
     upstream_body = {key: value for key, value in body.items() if key not in GATEWAY_FIELDS}
-    return CompletionRequest(kind=kind, body=upstream_body, cache_options=cache_options or {})
+    return CompletionRequest(kind=kind, body=upstream_body, cache_options=cache_options or {}, retrieval_options=retrieval)

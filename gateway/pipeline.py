@@ -25,6 +25,7 @@ from gateway.config import ModelConfig
 from gateway.errors import APIError, ModelNotFound, UpstreamFailed, UpstreamTimeout, error_body
 from gateway.fim import apply_fim_template
 from gateway.parsing import CHAT, CompletionRequest
+from gateway.retrieval import add_repository_context
 from gateway.responses import completion_text, entry_from_response, response_from_entry, usage_of
 from gateway.routing import Target, estimate_tokens, plan_targets
 from gateway.savings import account
@@ -187,6 +188,7 @@ class CompletionPipeline:
             known = ", ".join(m.name for m in self.config.models) or "none"
             raise ModelNotFound(f"model {request.model!r} is not configured; configured models: {known}", param="model")
         task = classify(request)
+        added = await add_repository_context(self.state, request, task, record.request_id)
         cache_config = self.config.cache
         policy = cache_policy(
             headers, request.cache_options, default_ttl_s=cache_config.ttl_s,
@@ -197,6 +199,8 @@ class CompletionPipeline:
             policy.namespace = f"{record.cache_scope}:{policy.namespace}"
         record.model, record.task, record.namespace, record.stream = request.model, task, policy.namespace, request.stream
         reply_headers = {"x-request-id": record.request_id, "x-task": task}
+        if added:
+            reply_headers["x-retrieved-chunks"] = str(added)
 
         # Exact cache.
         key = exact_key(request.kind, request.body, policy.namespace)

@@ -28,7 +28,7 @@ from indexer.readers import StorePool
 from indexer.search import DEFAULT_MODE, MAX_K, MODES, IndexMismatch, RepoNotFound, plan_search, run_search
 from indexer.store import IndexBusy
 
-__all__ = ["HANDLERS"]
+__all__ = ["HANDLERS", "search_code"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +83,33 @@ def _store_pool(state: GatewayState) -> StorePool:
     return pool
 
 
+async def search_code(state: GatewayState, query: str, repo: str | None, k: int, mode: str) -> tuple[str, list[Any]]:
+    """Search the indexed repositories; returns the mode used and the hits, best first.
+
+    Raises:
+        InvalidRequest, RepoNotIndexed, IndexOutdated, IndexUpdating, EmbedderUnavailable.
+    """
+    embedder = await local_embedder(state)
+    try:
+        plan = await asyncio.to_thread(plan_search, state.config, embedder, query, repo=repo, k=k, mode=mode)
+    except InvalidRepoName as exc:
+        raise InvalidRequest(str(exc), param="repo") from exc
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from exc
+    except RepoNotFound as exc:
+        raise RepoNotIndexed(str(exc), param="repo") from exc
+    except IndexMismatch as exc:
+        raise IndexOutdated(str(exc), param="repo") from exc
+    dense = None
+    if plan.needs_dense:
+        dense = (await embedder.embed_many([query]))[0].tolist()
+    try:
+        hits = await asyncio.to_thread(run_search, state.config, plan, dense, embedder.dimension or 0, _store_pool(state))
+    except IndexBusy as exc:
+        raise IndexUpdating(str(exc)) from exc
+    return plan.mode, hits
+
+
 @post("/v1/search", status_code=200)
 async def search(request: Request[Any, Any, Any]) -> Response[bytes]:
     state = gateway_state(request)
@@ -90,31 +117,14 @@ async def search(request: Request[Any, Any, Any]) -> Response[bytes]:
     headers = {"x-request-id": request_id}
     try:
         query, repo, k, mode = parse_search_request(parse_body(await read_body(request)))
-        embedder = await local_embedder(state)
-        try:
-            plan = await asyncio.to_thread(plan_search, state.config, embedder, query, repo=repo, k=k, mode=mode)
-        except InvalidRepoName as exc:
-            raise InvalidRequest(str(exc), param="repo") from exc
-        except ValueError as exc:
-            raise InvalidRequest(str(exc)) from exc
-        except RepoNotFound as exc:
-            raise RepoNotIndexed(str(exc), param="repo") from exc
-        except IndexMismatch as exc:
-            raise IndexOutdated(str(exc), param="repo") from exc
-        dense = None
-        if plan.needs_dense:
-            dense = (await embedder.embed_many([query]))[0].tolist()
-        try:
-            hits = await asyncio.to_thread(run_search, state.config, plan, dense, embedder.dimension or 0, _store_pool(state))
-        except IndexBusy as exc:
-            raise IndexUpdating(str(exc)) from exc
+        mode, hits = await search_code(state, query, repo, k, mode)
     except APIError as error:
         log = logger.warning if error.status_code >= 500 else logger.info
         log("search request %s failed with status %d: %s", request_id, error.status_code, error.message)
         if isinstance(error, IndexUpdating):
             headers["Retry-After"] = str(BUSY_RETRY_AFTER_S)
         return error_response(error, headers)
-    return json_response({"mode": plan.mode, "results": [hit.to_dict() for hit in hits]}, headers=headers)
+    return json_response({"mode": mode, "results": [hit.to_dict() for hit in hits]}, headers=headers)
 
 
 HANDLERS: list[Any] = [search]
