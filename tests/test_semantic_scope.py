@@ -1,4 +1,4 @@
-"""Semantic cache scope: what two requests must share before one answer may serve the other."""
+"""Semantic cache scope: what two requests must share before one cached response may serve the other."""
 
 from __future__ import annotations
 
