@@ -28,7 +28,8 @@ def _translate(exc: BaseException) -> httpx.HTTPError:
     if isinstance(exc, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)):
         return httpx.ReadTimeout(f"read timed out: {exc}")
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return httpx.ConnectError(str(exc))
+        reason = exc.os_error.strerror if exc.os_error is not None and exc.os_error.strerror else str(exc)
+        return httpx.ConnectError(reason)
     if isinstance(exc, (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
         return httpx.ReadError(f"{type(exc).__name__}: {exc}")
     return httpx.TransportError(f"{type(exc).__name__}: {exc}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import logging
 import time
 from typing import Any
@@ -33,6 +34,9 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def error_response(error: APIError, headers: dict[str, str] | None = None) -> Response[bytes]:
+    headers = dict(headers or {})
+    if error.retry_after_s is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_s)))
     return json_response(error.body(), error.status_code, headers)
 
 
@@ -134,20 +138,25 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Report each backend; 503 only while the embedding model is still loading or failed."""
     state = gateway_state(request)
     embedder = state.embedder
-    embedder_report: dict[str, Any] = {"status": "disabled"}
-    if embedder is not None:
-        embedder_report = {"status": embedder.state, "model": embedder.model_name, "device": embedder.device or None}
-        if embedder.error:
-            embedder_report["error"] = embedder.error
     exact, vectors, *probes = await asyncio.gather(
         _probe_exact(state), _probe_vectors(state), *(u.probe() for u in state.upstreams.values())
     )
+    # Read the embedder's state once, after the probes, so report and status agree.
+    embedder_state = embedder.state if embedder is not None else "disabled"
+    embedder_report: dict[str, Any] = {"status": embedder_state}
+    if embedder is not None:
+        embedder_report.update(model=embedder.model_name, device=embedder.device or None)
+        if embedder.error:
+            embedder_report["error"] = embedder.error
     upstreams = dict(zip(state.upstreams, probes))
     for name, probe in upstreams.items():
         state.metrics.upstream_up.labels(name).set(1 if probe["status"] == "ok" else 0)
     parts = [exact, vectors, *upstreams.values()]
-    loading = embedder is not None and embedder.state != "ready"
-    status = "starting" if loading else ("ready" if all(p["status"] in ("ok", "disabled") for p in parts) else "degraded")
+    loading = embedder_state not in ("ready", "disabled")
+    healthy = all(p["status"] in ("ok", "disabled") for p in parts) and all(
+        p.get("circuit", "closed") == "closed" for p in upstreams.values()
+    )
+    status = "starting" if loading else ("ready" if healthy else "degraded")
     report = {"status": status, "exact_cache": exact, "semantic_cache": vectors, "embedder": embedder_report, "upstreams": upstreams}
     return json_response(report, 503 if loading else 200)
 
@@ -157,7 +166,7 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     state = gateway_state(request)
     for name, upstream in state.upstreams.items():
         state.metrics.upstream_up.labels(name).set(0 if upstream.breaker.state == "open" else 1)
-    return Response(content=state.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
+    return Response(content=state.metrics.exposition(), media_type="text/plain; version=0.0.4")
 
 
 def _http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:

@@ -21,6 +21,14 @@ class CircuitBreaker:
         self._consecutive = 0
         self._opened_at: float | None = None
         self._trial_in_flight = False
+        self.last_failure = ""
+
+    @property
+    def retry_after_s(self) -> float:
+        """Seconds until an open circuit lets a trial request through (0 when not open)."""
+        if self._opened_at is None:
+            return 0.0
+        return max(0.0, self.cooldown_s - (time.monotonic() - self._opened_at))
 
     @property
     def state(self) -> str:
@@ -47,7 +55,9 @@ class CircuitBreaker:
         self._opened_at = None
         self._trial_in_flight = False
 
-    def record_failure(self) -> None:
+    def record_failure(self, reason: str = "") -> None:
+        if reason:
+            self.last_failure = reason
         self._consecutive += 1
         self._trial_in_flight = False
         if self._opened_at is not None or self._consecutive >= self.failures:

@@ -15,7 +15,7 @@ def _page() -> bytes:
 
 @get("/dashboard")
 async def dashboard() -> Response[bytes]:
-    return Response(content=_page(), media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
+    return Response(content=_page(), media_type="text/html", headers={"Cache-Control": "no-cache"})
 
 
 HANDLERS = [dashboard]

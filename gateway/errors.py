@@ -33,6 +33,8 @@ class APIError(Exception):
     status_code = 500
     type_ = "server_error"
     code: str | None = None
+    retry_after_s: float | None = None
+    """When set, the response carries a Retry-After header with these seconds, rounded up."""
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)

@@ -318,7 +318,7 @@ class CompletionPipeline:
     # -- upstream calls ---------------------------------------------------------------------
 
     def _note_failure(self, target: Target, error: UpstreamError, record: RequestRecord) -> None:
-        target.upstream.breaker.record_failure()
+        target.upstream.breaker.record_failure(error.detail)
         self.metrics.upstream_errors.labels(target.upstream.name, error.reason).inc()
         logger.warning("request %s: %s", record.request_id, error)
 
@@ -332,13 +332,20 @@ class CompletionPipeline:
         reply_headers["x-route"] = route
         return route
 
-    @staticmethod
-    def _failure(errors: list[UpstreamError], skipped: list[str]) -> APIError:
-        details = [str(e) for e in errors] + [f"upstream {name}: circuit open after repeated failures" for name in skipped]
+    def _failure(self, errors: list[UpstreamError], skipped: list[str]) -> APIError:
+        details = [str(e) for e in errors]
+        for name in skipped:
+            breaker = self.state.upstreams[name].breaker
+            last = f"; last failure: {breaker.last_failure}" if breaker.last_failure else ""
+            details.append(
+                f"upstream {name}: circuit open for {breaker.retry_after_s:.0f} s more after "
+                f"{breaker.failures} failed requests in a row{last}"
+            )
         message = "no upstream could answer: " + "; ".join(details)
-        if errors and errors[-1].reason == "timeout":
-            return UpstreamTimeout(message)
-        return UpstreamFailed(message)
+        error: APIError = UpstreamTimeout(message) if errors and errors[-1].reason == "timeout" else UpstreamFailed(message)
+        if skipped:
+            error.retry_after_s = max(self.state.upstreams[name].breaker.retry_after_s for name in skipped)
+        return error
 
     @staticmethod
     def _client_error(error: UpstreamError, reply_headers: dict[str, str]) -> Reply:

@@ -18,7 +18,7 @@ __all__ = ["build_report", "register", "render"]
 
 GROUPINGS = ("day", "week", "month", "developer", "project", "team")
 FORMATS = ("table", "csv", "markdown", "json")
-COLUMNS = ("group", "requests", "hit_rate", "local", "cloud", "cache", "tokens_saved", "cost_saved_usd", "cost_usd")
+COLUMNS = ("group", "requests", "errors", "hit_rate", "local", "cloud", "cache", "tokens_saved", "cost_saved_usd", "cost_usd")
 
 
 def _group_of(record: dict[str, Any], day: date, by: str) -> str:
@@ -53,6 +53,7 @@ def build_report(config: Config, *, since: date | None, by: str) -> dict[str, An
         rows.append({
             "group": name,
             "requests": summary["requests"],
+            "errors": summary["errors"],
             "hit_rate": summary["hit_rate"],
             **summary["routes"],
             "tokens_saved": summary["tokens_saved"],
@@ -127,7 +128,7 @@ def _markdown(report: dict[str, Any]) -> str:
         "",
         f"- **USD saved:** {_usd(total['cost_saved_usd'])} (spent: {_usd(total['cost_usd'])})",
         f"- **Tokens kept off the cloud:** {total['tokens_saved']:,}",
-        f"- **Requests:** {total['requests']:,}, cache hit rate {100 * total['hit_rate']:.1f}%, "
+        f"- **Requests:** {total['requests']:,} ({total['errors']:,} failed), cache hit rate {100 * total['hit_rate']:.1f}% of those served, "
         f"local {total['routes']['local']:,}, cloud {total['routes']['cloud']:,}, cache {total['routes']['cache']:,}",
         "",
         _projection_text(report),

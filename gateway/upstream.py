@@ -24,6 +24,7 @@ class UpstreamError(Exception):
 
     def __init__(self, upstream: str, reason: str, message: str, *, status: int | None = None, body: Any = None) -> None:
         super().__init__(f"upstream {upstream}: {message}")
+        self.detail = message
         self.upstream = upstream
         self.reason = reason
         self.status = status
@@ -66,7 +67,11 @@ class Upstream:
         if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
             return UpstreamError(self.name, "timeout", f"timed out after {self.config.read_timeout_s:g} s ({type(exc).__name__})")
         if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
-            return UpstreamError(self.name, "connect", f"cannot connect to {self.config.base_url} ({type(exc).__name__}: {exc})")
+            return UpstreamError(
+                self.name, "connect",
+                f"cannot connect to {self.config.base_url} ({exc}); is the model server running there? "
+                f"Start it (for Ollama: 'ollama serve') or set upstreams.{self.name}.base_url",
+            )
         return UpstreamError(self.name, "protocol", f"{type(exc).__name__}: {exc}")
 
     @staticmethod

@@ -41,6 +41,7 @@ def test_dashboard_shows_ledger_numbers(gateway, local_upstream, tmp_path):
             page.wait_for_selector("body[data-loaded='true']", timeout=15000)
             tokens_text = page.inner_text("#tokens")
             usd_today = page.inner_text("#usd-today")
+            errors = page.inner_text("#errors")
             routes_cache = page.inner_text("#route-cache")
             hit_rate = page.inner_text("#hit-rate")
             bars = page.locator("#trend rect").count()
@@ -51,6 +52,7 @@ def test_dashboard_shows_ledger_numbers(gateway, local_upstream, tmp_path):
 
     assert tokens_text == saved_tokens
     assert usd_today == f"${stats['saved_usd']['today']:.4f}"
+    assert errors == "0"
     assert routes_cache.startswith("1 ")
     assert hit_rate == "33.3%"
     assert bars == 7

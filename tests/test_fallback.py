@@ -130,6 +130,8 @@ def test_breaker_without_cloud_fails(gateway, local_upstream: ScriptedUpstream) 
     assert first.value.status_code == 502
     assert second.value.status_code == 502
     assert "circuit open" in second.value.body["message"]
+    assert "last failure: answered HTTP 500" in second.value.body["message"]
+    assert 1 <= int(second.value.response.headers["retry-after"]) <= 60
     assert local_upstream.requests == 1
 
 
@@ -152,3 +154,16 @@ def test_long_prompt_goes_to_cloud(gateway, local_upstream: ScriptedUpstream, cl
     assert response.headers["x-route"] == "cloud"
     assert "x-fallback" not in response.headers
     assert local_upstream.requests == 0
+
+
+def test_open_circuit_makes_readyz_degraded(gateway, local_upstream: ScriptedUpstream) -> None:
+    gw = gateway(local_upstream, breaker_failures=1, breaker_cooldown_s=60)
+    local_upstream.control(mode="error")
+    with pytest.raises(openai.APIStatusError):
+        ask(gw, "Explain the first thing.")
+    local_upstream.control(mode="ok")
+
+    ready = gw.get("/readyz").json()
+
+    assert ready["status"] == "degraded"
+    assert ready["upstreams"]["local"]["circuit"] == "open"

@@ -71,8 +71,8 @@ def test_report_command_csv(gateway, local_upstream, tmp_path):
     )
     lines = result.stdout.strip().splitlines()
     assert result.returncode == 0, result.stderr
-    assert lines[0].startswith("group,requests,hit_rate")
-    assert lines[1].startswith("(none),2,0.5")
+    assert lines[0].startswith("group,requests,errors,hit_rate")
+    assert lines[1].startswith("(none),2,0,0.5")
 
 
 def test_report_rejects_bad_since(tmp_path):

@@ -159,3 +159,17 @@ def test_key_lone_surrogate() -> None:
 
     assert first == key(chat("bad \ud800 text"))
     assert first != key(chat("bad \ud801 text"))
+
+
+def test_example_config_loads() -> None:
+    from gateway.config import load_config
+    from tests.support.harness import REPO_ROOT
+
+    config = load_config(REPO_ROOT / "copilot-bridge.example.toml", environ={})
+
+    assert config.upstreams["local"].kind == "local"
+    assert config.upstreams["cloud"].api_key_env == "OPENAI_API_KEY"
+    assert [model.name for model in config.models] == ["qwen2.5-coder:7b", "qwen2.5-coder:1.5b"]
+    assert config.routes[0].task == "autocomplete"
+    assert config.retrieval.tasks == ["explain", "agent"]
+    assert config.pricing.cloud_per_1k == 0.02
