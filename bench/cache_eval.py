@@ -7,7 +7,7 @@ directory), sends ``a`` then ``b`` for every pair in a namespace of its own, and
 ``x-cache`` header of ``b``. It prints precision of the hits served and recall of the ``hit``
 pairs per kind, and the similarity distribution of right and wrong candidates.
 
-    python bench/cache_eval.py [--data ../shared/data/semantic_dev_pairs.jsonl] [--threshold 0.9]
+    python bench/cache_eval.py [--data PAIRS.jsonl] [--threshold 0.73] [--code-threshold 0.35]
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def _count(values: Any) -> dict[str, int]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="Score the gateway's cache hits on pairs of requests.")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="JSON Lines file of pairs")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"JSON Lines file of pairs (default {DEFAULT_DATA})")
     parser.add_argument("--threshold", type=float, help="override cache.similarity_threshold (plain questions)")
     parser.add_argument("--code-threshold", type=float, help="override cache.code_similarity_threshold (requests with code)")
     parser.add_argument("--limit", type=int, help="replay only the first N pairs")
