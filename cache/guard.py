@@ -49,7 +49,9 @@ class StoreGuard:
         if not self.available:
             return fallback
         try:
-            return await asyncio.wait_for(make_call(), self.timeout_s)
+            # asyncio.timeout cancels the call in place; wait_for would wrap it in a new task.
+            async with asyncio.timeout(self.timeout_s):
+                return await make_call()
         except Exception as exc:  # any store failure degrades to "no cache" for this request
             self.record_failure(operation, exc, request_id=request_id)
             return fallback

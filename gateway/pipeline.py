@@ -144,6 +144,7 @@ class CompletionPipeline:
         self.config = state.config
         self.metrics = state.metrics
         self._pending_semantic_writes: set[asyncio.Task[None]] = set()
+        self._pending_exact_writes: dict[str, asyncio.Task[None]] = {}
 
     # -- accounting -------------------------------------------------------------------------
 
@@ -206,6 +207,10 @@ class CompletionPipeline:
         key = exact_key(request.kind, request.body, policy.namespace)
         state = self.state
         if policy.lookup and state.exact is not None and state.exact_guard is not None:
+            pending = self._pending_exact_writes.get(key)
+            if pending is not None:
+                # Read your own writes: the same request right after a miss must hit.
+                await asyncio.wait([pending], timeout=cache_config.store_timeout_s)
             raw = await state.exact_guard.call(
                 "get", lambda: state.exact.get(policy.namespace, request.model, key), None, request_id=record.request_id
             )
@@ -505,12 +510,17 @@ class CompletionPipeline:
         state = self.state
         if state.exact is not None and state.exact_guard is not None:
             value = entry.to_json().encode("ascii")
-            await state.exact_guard.call(
-                "set",
-                lambda: state.exact.set(plan.policy.namespace, request.model, plan.key, value, plan.policy.ttl_s),
-                None,
-                request_id=request_id,
+            # Written after the response goes out; a lookup of the same key waits for it.
+            write = asyncio.create_task(
+                state.exact_guard.call(
+                    "set",
+                    lambda: state.exact.set(plan.policy.namespace, request.model, plan.key, value, plan.policy.ttl_s),
+                    None,
+                    request_id=request_id,
+                )
             )
+            self._pending_exact_writes[plan.key] = write
+            write.add_done_callback(lambda task, key=plan.key: self._forget_exact_write(key, task))
             self.metrics.cache_writes.labels("exact").inc()
         if state.semantic is not None and isinstance(plan.query, SemanticQuery) and plan.vector is not None:
             task = asyncio.create_task(
@@ -522,10 +532,15 @@ class CompletionPipeline:
             task.add_done_callback(self._pending_semantic_writes.discard)
             self.metrics.cache_writes.labels("semantic").inc()
 
+    def _forget_exact_write(self, key: str, task: asyncio.Task[None]) -> None:
+        if self._pending_exact_writes.get(key) is task:
+            del self._pending_exact_writes[key]
+
     async def drain(self) -> None:
         """Wait for background cache writes, for a clean shutdown."""
-        if self._pending_semantic_writes:
-            await asyncio.wait(list(self._pending_semantic_writes), timeout=5)
+        pending = [*self._pending_semantic_writes, *self._pending_exact_writes.values()]
+        if pending:
+            await asyncio.wait(pending, timeout=5)
 
 
 @dataclass
