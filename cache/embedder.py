@@ -48,6 +48,7 @@ class Embedder:
         self.max_seq_length: int | None = None
         self._model: Any = None
         self._counting_tokenizer: Any = None
+        self._counting_backend: Any = None
         self._counting_lock = threading.Lock()
         self._ready = threading.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
@@ -84,6 +85,10 @@ class Embedder:
             # the same instance from another thread fails in the Rust tokenizer ("Already
             # borrowed"), so counting gets an instance of its own.
             self._counting_tokenizer = copy.deepcopy(model.tokenizer)
+            self._counting_backend = getattr(self._counting_tokenizer, "backend_tokenizer", None)
+            if self._counting_backend is not None:
+                self._counting_backend.no_truncation()
+                self._counting_backend.no_padding()
             self._model = model
             self.state = "ready"
             logger.info(
@@ -140,6 +145,9 @@ class Embedder:
             return [max(1, len(text) // 4) for text in texts]
         safe = [text.encode("utf-8", "replace").decode("utf-8") for text in texts]
         with self._counting_lock:
+            if self._counting_backend is not None:
+                # The Rust tokenizer directly: a tenth of the Python wrapper's cost per call.
+                return [len(encoding.ids) for encoding in self._counting_backend.encode_batch(safe, add_special_tokens=False)]
             encoded = self._counting_tokenizer(safe, add_special_tokens=False, truncation=False)["input_ids"]
         return [len(ids) for ids in encoded]
 
