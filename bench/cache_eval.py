@@ -1,6 +1,6 @@
 """Replay pairs of chat requests through a running gateway and score its cache hits.
 
-Each row of the data set holds two requests, ``a`` and ``b``, and ``expect``: ``hit`` when ``b``
+Each row of the data set contains two requests, ``a`` and ``b``, and ``expect``: ``hit`` when ``b``
 may be answered from ``a``'s cached response, ``miss`` when it may not. The script starts a
 scripted upstream, a Redis server and the gateway (real embedder, Qdrant Edge on a temporary
 directory), sends ``a`` then ``b`` for every pair in a namespace of its own, and reads the
@@ -78,7 +78,7 @@ def write_config(
 def send(client: httpx.Client, request: dict[str, Any], namespace: str) -> httpx.Response:
     response = client.post("/v1/chat/completions", json=request, headers={"x-cache-namespace": namespace})
     if response.status_code != 200:
-        raise RuntimeError(f"gateway answered HTTP {response.status_code}: {response.text[:300]}")
+        raise RuntimeError(f"gateway returned HTTP {response.status_code}: {response.text[:300]}")
     return response
 
 

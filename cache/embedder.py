@@ -81,8 +81,8 @@ class Embedder:
             self.dimension = int(model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") else model.get_sentence_embedding_dimension())
             self.max_seq_length = int(model.max_seq_length)
             model.encode(["warm up"], normalize_embeddings=True)
-            # The worker thread encodes with the model's tokenizer (truncation on); counting on
-            # the same instance from another thread fails in the Rust tokenizer ("Already
+            # The worker thread encodes with the model's tokenizer with truncation on. Counting
+            # on that instance from another thread fails in the Rust tokenizer ("Already
             # borrowed"), so counting gets an instance of its own.
             self._counting_tokenizer = copy.deepcopy(model.tokenizer)
             self._counting_backend = getattr(self._counting_tokenizer, "backend_tokenizer", None)

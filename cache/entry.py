@@ -18,7 +18,7 @@ class CachedResponse:
     kind: str
     """``chat`` or ``completion``."""
     model: str
-    """The model name the upstream answered with."""
+    """The model name in the upstream's response."""
     choices: list[dict[str, Any]]
     """Chat: ``{"index", "message", "finish_reason"}``; completion: ``{"index", "text", "finish_reason"}``."""
     usage: dict[str, int]

@@ -15,7 +15,7 @@ class CacheError(Exception):
 
 
 class StoreUnavailable(CacheError):
-    """A store could not be reached or did not answer in time."""
+    """A store could not be reached or did not respond in time."""
 
 
 class StoreLocked(CacheError):

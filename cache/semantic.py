@@ -1,7 +1,7 @@
 """The semantic cache: nearest cached instruction within the same scope, above a threshold.
 
 A request is split into its scope and its instruction. The scope hashes everything two requests
-must share for one answer to serve both: the output-shaping fields, the earlier turns, the task,
+must share for one cached response to serve both: the output-shaping fields, the earlier turns, the task,
 the tenant namespace and the literal material of the last message (code, identifiers, numbers).
 Only the natural-language instruction of the last user message is embedded and compared.
 """
@@ -81,7 +81,7 @@ def semantic_query(
         text, other_parts = _text_and_other_parts(last.get("content"))
         fields["earlier_messages"] = messages[:-1]
         fields["last_message_extra"] = {k: v for k, v in last.items() if k not in ("content", "role")}
-        # Images and other non-text parts change the answer: they join the scope by digest.
+        # Images and other non-text parts change the response, so they join the scope by digest.
         fields["non_text_parts"] = hashlib.sha256(canonical_json(other_parts).encode("ascii")).hexdigest() if other_parts else None
     else:
         prompt = fields.pop("prompt")

@@ -43,7 +43,7 @@ class EdgeVectorStore(VectorStore):
             text = str(exc)
             if "lock" in text.lower() or "in use" in text.lower() or "Resource temporarily unavailable" in text:
                 raise StoreLocked(
-                    f"cannot open Qdrant Edge at {path}: another process holds it. Run one gateway per data "
+                    f"cannot open Qdrant Edge at {path}: another process has it open. Run one gateway per data "
                     f"directory (--data-dir), or share a Qdrant server with cache.qdrant_url"
                 ) from exc
             raise

@@ -156,7 +156,12 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[bytes]:
     healthy = all(p["status"] in ("ok", "disabled") for p in parts) and all(
         p.get("circuit", "closed") == "closed" for p in upstreams.values()
     )
-    status = "starting" if loading else ("ready" if healthy else "degraded")
+    if loading:
+        status = "starting"
+    elif healthy:
+        status = "ready"
+    else:
+        status = "degraded"
     report = {"status": status, "exact_cache": exact, "semantic_cache": vectors, "embedder": embedder_report, "upstreams": upstreams}
     return json_response(report, 503 if loading else 200)
 

@@ -1,6 +1,6 @@
 """Per-request cache control, in the forms clients already send.
 
-- ``Cache-Control: no-cache`` skips the lookup but stores the answer; ``no-store`` does not store
+- ``Cache-Control: no-cache`` skips the lookup but stores the response; ``no-store`` does not store
   it; ``max-age=N`` stores it for N seconds.
 - A ``cache`` body field as LiteLLM clients send it: ``{"no-cache": true, "no-store": true,
   "ttl": 600, "namespace": "team-a"}``. The gateway removes it before the request goes upstream.

@@ -83,7 +83,7 @@ class ModelConfig:
     name: str
     upstream: str
     upstream_model: str = ""
-    """The name the upstream knows the model by; defaults to ``name``."""
+    """Model name sent to the upstream; defaults to ``name``."""
     cloud_price_per_1k: float | None = None
     """The cloud price this model's tokens would have cost; defaults to ``[pricing] cloud_per_1k``."""
     fim_template: str = ""
@@ -171,7 +171,7 @@ class PricingConfig:
     embedding_cloud_per_1k: float = 0.00002
     """USD per 1K tokens of a cloud embedding model, for embedding savings."""
     hardware_usd: float = 1200.0
-    """What the local GPU cost, for the report's return-on-investment line."""
+    """Price of the local GPU in USD, for the report's return-on-investment line."""
     workdays_per_month: int = 22
     """Workdays used to project monthly savings from daily ones."""
 
@@ -185,7 +185,7 @@ class KeyConfig:
     key: str = ""
     """The key in plain text; prefer ``key_sha256`` in shared files."""
     key_sha256: str = ""
-    """Hex SHA-256 of the key, so the file holds no secret."""
+    """Hex SHA-256 of the key, so that the file contains no secret."""
     project: str = ""
     cache_scope: str = ""
     """Cache tenant of this key; defaults to the team. Teams that set the same scope share hits."""
@@ -372,7 +372,7 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
     """Load the TOML file at ``path`` (or the default one), then apply environment overrides.
 
     Raises:
-        ConfigError: the file is missing, is not valid TOML or holds unknown or invalid keys.
+        ConfigError: the file is missing, is not valid TOML or contains unknown or invalid keys.
     """
     environ = dict(os.environ if environ is None else environ)
     config_path = find_config_path(str(path) if path else None, environ)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from gateway.errors import InvalidRequest
@@ -42,6 +43,20 @@ class CompletionRequest:
     @property
     def stream(self) -> bool:
         return bool(self.body.get("stream", False))
+
+    @cached_property
+    def prompt_text(self) -> str:
+        """Return the text of every message (or the prompt and suffix), for token estimates.
+
+        Computed once per request, after any repository code was added to the messages.
+        """
+        if self.kind == CHAT:
+            from gateway.tasks import message_text
+
+            return "\n".join(message_text(m.get("content")) for m in self.body["messages"])
+        prompt = self.body["prompt"]
+        text = prompt if isinstance(prompt, str) else "\n".join(prompt)
+        return text + (self.body.get("suffix") or "")
 
     @property
     def max_tokens(self) -> int | None:

@@ -1,7 +1,7 @@
 """The path of one completion request: exact cache, semantic cache, upstreams, accounting.
 
     request -> exact lookup -> semantic lookup -> route (local, then cloud fallback)
-            -> answer (JSON or SSE) -> store in both caches once complete -> ledger and metrics
+            -> response (JSON or SSE) -> store in both caches once complete -> ledger and metrics
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from gateway.routing import Target, estimate_tokens, plan_targets
 from gateway.savings import account
 from gateway.sse import DONE, StreamAccumulator, encode_event, parse_data_line, replay_events
 from gateway.state import GatewayState
-from gateway.tasks import classify, message_text
+from gateway.tasks import classify
 from gateway.upstream import UpstreamError
 
 __all__ = ["CompletionPipeline", "Reply", "RequestRecord"]
@@ -128,14 +128,6 @@ def new_request_id() -> str:
     return "cb-" + uuid.uuid4().hex[:24]
 
 
-def _prompt_text(request: CompletionRequest) -> str:
-    if request.kind == CHAT:
-        return "\n".join(message_text(m.get("content")) for m in request.body["messages"])
-    prompt = request.body["prompt"]
-    text = prompt if isinstance(prompt, str) else "\n".join(prompt)
-    return text + (request.body.get("suffix") or "")
-
-
 class CompletionPipeline:
     """Serves completion requests against the state's caches and upstreams."""
 
@@ -183,7 +175,7 @@ class CompletionPipeline:
     # -- the request -------------------------------------------------------------------------
 
     async def handle(self, request: CompletionRequest, headers: Mapping[str, str], record: RequestRecord) -> Reply:
-        """Answer one completion request; raises APIError for client and upstream failures."""
+        """Serve one completion request; raises APIError for client and upstream failures."""
         model = self.config.model(request.model)
         if model is None:
             known = ", ".join(m.name for m in self.config.models) or "none"
@@ -242,7 +234,7 @@ class CompletionPipeline:
         reply_headers["x-cache"] = record.cache
         if record.nearest_similarity is not None:
             reply_headers["x-cache-nearest"] = f"{record.nearest_similarity:.4f}"
-        prompt_tokens = estimate_tokens(_prompt_text(request))
+        prompt_tokens = estimate_tokens(request.prompt_text)
         targets = plan_targets(self.config, state.upstreams, model, task, prompt_tokens, request.max_tokens)
         store = _StorePlan(policy, key, query, vector) if policy.store else None
         if request.stream:
@@ -388,7 +380,7 @@ class CompletionPipeline:
             target.upstream.breaker.record_success()
             route = self._note_answer(targets, target, record, reply_headers)
             usage, estimated = usage_of(
-                data, _prompt_text(request), completion_text(request.kind, data),
+                data, request.prompt_text, completion_text(request.kind, data),
                 max_tokens=request.max_tokens, choices=request.body.get("n") or 1,
             )
             record.usage_estimated = estimated
@@ -447,7 +439,7 @@ class CompletionPipeline:
         self, request: CompletionRequest, model: ModelConfig, target: Target, route: str, lines: AsyncIterator[str],
         stack: AsyncExitStack, record: RequestRecord, store: _StorePlan | None, client_wants_usage: bool,
     ) -> AsyncIterator[bytes]:
-        """Forward upstream events as they arrive; store the answer only once ``[DONE]`` came."""
+        """Forward upstream events as they arrive, and store the response only after ``[DONE]``."""
         accumulator = StreamAccumulator(request.kind)
         try:
             async for line in lines:
@@ -471,7 +463,7 @@ class CompletionPipeline:
                 raise UpstreamError(target.upstream.name, "protocol", "stream ended before it finished")
             target.upstream.breaker.record_success()
             usage, estimated = usage_of(
-                {"usage": accumulator.usage}, _prompt_text(request), accumulator.text(),
+                {"usage": accumulator.usage}, request.prompt_text, accumulator.text(),
                 max_tokens=request.max_tokens, choices=request.body.get("n") or 1,
             )
             record.usage_estimated = estimated
@@ -495,7 +487,7 @@ class CompletionPipeline:
             yield encode_event(error_body(f"stream interrupted: {error}", "upstream_error", None, code))
         except BaseException:
             record.status, record.error = 499, "client closed the stream"
-            usage, _ = usage_of(None, _prompt_text(request), accumulator.text(), max_tokens=request.max_tokens)
+            usage, _ = usage_of(None, request.prompt_text, accumulator.text(), max_tokens=request.max_tokens)
             record.usage_estimated = True
             self._account(record, route, model, usage, target.upstream.config)
             raise

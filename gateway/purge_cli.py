@@ -1,7 +1,7 @@
 """``copilot-bridge purge``: delete cache entries by namespace and/or model.
 
-It asks the running gateway (which holds Qdrant Edge open); when no gateway answers, it opens the
-configured stores itself.
+It sends the request to the running gateway, which keeps Qdrant Edge open. When no gateway
+accepts the connection, it opens the configured stores itself.
 """
 
 from __future__ import annotations
@@ -53,11 +53,11 @@ def _run(args: argparse.Namespace) -> int:
     try:
         response = httpx.post(args.url.rstrip("/") + "/admin/cache/purge", json=body, headers=headers, timeout=30, trust_env=False)
     except httpx.ConnectError:
-        print(f"no gateway answers at {args.url}; purging the configured stores directly", file=sys.stderr)
+        print(f"no gateway is listening at {args.url}; purging the configured stores directly", file=sys.stderr)
         result = _purge_directly(args)
     else:
         if response.status_code != 200:
-            print(f"copilot-bridge purge: the gateway answered HTTP {response.status_code}: {response.text}", file=sys.stderr)
+            print(f"copilot-bridge purge: the gateway returned HTTP {response.status_code}: {response.text}", file=sys.stderr)
             return 1
         result = response.json()
     print(json.dumps(result))

@@ -1,8 +1,8 @@
 """Token and dollar accounting of one request against the cloud baseline.
 
 A cache hit consumes no tokens and saves the original response's tokens at the cloud price. A
-local answer saves its tokens at the difference between the cloud price and the local price. A
-cloud answer saves nothing and costs its tokens at the cloud price.
+local response saves its tokens at the difference between the cloud price and the local price. A
+cloud response saves nothing and costs its tokens at the cloud price.
 """
 
 from __future__ import annotations

@@ -36,7 +36,6 @@ class GatewayState:
     exact_guard: StoreGuard | None = None
     embedder: Embedder | None = None
     semantic: SemanticCache | None = None
-    vector_store_error: str | None = None
     stats: LedgerStats = field(default_factory=LedgerStats)
     owns_embedder: bool = False
     """True when build_state created the embedder; a caller's embedder stays open at close."""

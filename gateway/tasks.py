@@ -2,7 +2,7 @@
 
 Tasks: ``autocomplete``, ``docstring``, ``refactor``, ``tests``, ``explain``, ``embeddings``,
 ``agent`` and ``chat``. The class picks the route and is part of the semantic cache scope, so a
-request for tests never reuses a docstring answer for the same code.
+request for tests never reuses a cached docstring for the same code.
 """
 
 from __future__ import annotations

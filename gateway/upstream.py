@@ -84,10 +84,10 @@ class Upstream:
         return UpstreamError(name, "status", f"answered HTTP {status}: {message or str(body)[:200]}", status=status, body=body)
 
     async def post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST a JSON body and return the JSON answer.
+        """POST a JSON body and return the JSON response.
 
         Raises:
-            UpstreamError: connection failure, time-out, non-2xx status or a non-JSON answer.
+            UpstreamError: connection failure, time-out, non-2xx status or a non-JSON response.
         """
         try:
             response = await self._client.post(path, content=_encode(body), headers={"Content-Type": "application/json"})
@@ -134,7 +134,7 @@ class Upstream:
             await response.aclose()
 
     async def probe(self) -> dict[str, Any]:
-        """GET /models and report whether the upstream answers, without raising."""
+        """GET /models and report whether the upstream responds, without raising."""
         try:
             response = await self._client.get("/models", timeout=min(2.0, self.config.read_timeout_s))
             return {"status": "ok" if response.status_code < 400 else "error", "http_status": response.status_code, "circuit": self.breaker.state}
