@@ -19,12 +19,12 @@ from litestar import Request, Response, post
 
 from cache.embedder import Embedder
 from gateway.app import error_response, gateway_state, json_response, pipeline_of, read_body
-from gateway.errors import APIError, InvalidRequest
+from gateway.errors import APIError, EmbedderUnavailable, InvalidRequest
 from gateway.parsing import parse_body
 from gateway.pipeline import RequestRecord, new_request_id
 from gateway.state import GatewayState
 
-__all__ = ["EmbedderUnavailable", "HANDLERS", "local_embedder"]
+__all__ = ["HANDLERS", "local_embedder"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,12 +33,6 @@ MAX_INPUTS = 2048
 EMBEDDER_WAIT_S = 60.0
 """How long a request waits for the model to finish loading (it takes seconds to load on CPU)."""
 ENCODING_FORMATS = ("float", "base64")
-
-
-class EmbedderUnavailable(APIError):
-    status_code = 503
-    type_ = "server_error"
-    code = "embedder_unavailable"
 
 
 async def local_embedder(state: GatewayState) -> Embedder:

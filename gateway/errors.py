@@ -4,8 +4,12 @@
     ├── InvalidRequest       400, the body is not valid JSON or breaks the schema
     ├── Unauthorized         401, a missing or unknown gateway API key
     ├── ModelNotFound        404, the requested model is not configured
+    ├── RepoNotIndexed       404, no index of that repository exists
+    ├── IndexOutdated        409, the index was built with another embedding model
     ├── BodyTooLarge         413, the body is over ``max_body_bytes``
     ├── UpstreamFailed       502, every upstream tried failed or was unreachable
+    ├── EmbedderUnavailable  503, the embedding model failed to load or is still loading
+    ├── IndexUpdating        503, an indexing run is writing the repository's index
     └── UpstreamTimeout      504, the last upstream tried timed out
 """
 
@@ -16,8 +20,12 @@ from typing import Any
 __all__ = [
     "APIError",
     "BodyTooLarge",
+    "EmbedderUnavailable",
+    "IndexOutdated",
+    "IndexUpdating",
     "InvalidRequest",
     "ModelNotFound",
+    "RepoNotIndexed",
     "Unauthorized",
     "UpstreamFailed",
     "UpstreamTimeout",
@@ -80,3 +88,27 @@ class UpstreamTimeout(APIError):
     status_code = 504
     type_ = "upstream_error"
     code = "upstream_timeout"
+
+
+class EmbedderUnavailable(APIError):
+    status_code = 503
+    type_ = "server_error"
+    code = "embedder_unavailable"
+
+
+class RepoNotIndexed(APIError):
+    status_code = 404
+    type_ = "invalid_request_error"
+    code = "repo_not_found"
+
+
+class IndexOutdated(APIError):
+    status_code = 409
+    type_ = "invalid_request_error"
+    code = "index_mismatch"
+
+
+class IndexUpdating(APIError):
+    status_code = 503
+    type_ = "server_error"
+    code = "index_busy"

@@ -19,7 +19,7 @@ from litestar import Request, Response, post
 
 from gateway.app import error_response, gateway_state, json_response, read_body
 from gateway.embeddings_api import local_embedder
-from gateway.errors import APIError, InvalidRequest
+from gateway.errors import APIError, IndexOutdated, IndexUpdating, InvalidRequest, RepoNotIndexed
 from gateway.parsing import parse_body
 from gateway.pipeline import new_request_id
 from gateway.state import GatewayState
@@ -34,24 +34,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_K = 10
 BUSY_RETRY_AFTER_S = 5
-
-
-class RepoNotIndexed(APIError):
-    status_code = 404
-    type_ = "invalid_request_error"
-    code = "repo_not_found"
-
-
-class IndexOutdated(APIError):
-    status_code = 409
-    type_ = "invalid_request_error"
-    code = "index_mismatch"
-
-
-class IndexUpdating(APIError):
-    status_code = 503
-    type_ = "server_error"
-    code = "index_busy"
 
 
 def parse_search_request(body: dict[str, Any]) -> tuple[str, str | None, int, str]:
